@@ -1,0 +1,186 @@
+"""The `semrec` command line (Typer + Rich)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import SemrecError
+from .settings import Settings
+
+app = typer.Typer(help="semrec: semantic recommendations on Qdrant.", no_args_is_help=True, add_completion=False)
+console = Console()
+
+StoreOpt = typer.Option(None, "--store", help="Embedded store folder (default: $SEMREC_STORE or ./semrec-store).")
+UrlOpt = typer.Option(None, "--url", help="Qdrant server URL instead of an embedded store ($SEMREC_URL).")
+KOpt = typer.Option(10, "--k", "-k", help="How many results.")
+FilterOpt = typer.Option(None, "--filter", help='JSON filter, e.g. \'{"category": "Kitchen", "price": {"lt": 50}}\'.')
+
+
+def _open(store: Optional[str], url: Optional[str], **options):
+    from .recommender import Recommender
+
+    settings = Settings()
+    url = url or settings.url
+    if url:
+        return Recommender.open(url=url, api_key=settings.api_key, model=settings.model, **options)
+    return Recommender.open(store or settings.store, model=settings.model, **options)
+
+
+def _filter(text: Optional[str]):
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"--filter {text!r} is not JSON ({exc}); e.g. '{{\"category\": \"Kitchen\"}}'.")
+
+
+def show(results, title: str) -> None:
+    """Print results as a Rich table."""
+    table = Table(title=title, title_justify="left")
+    for column in ("#", "item", "score", "name", "category", "why"):
+        table.add_column(column, overflow="fold")
+    for rank, r in enumerate(results, 1):
+        table.add_row(str(rank), r.item_id, f"{r.score:.3f}", r.name, r.category or "", r.reason)
+    console.print(table)
+
+
+def _run(action):
+    """Run a command body; semrec errors become a one-line message and exit code 1."""
+    try:
+        return action()
+    except SemrecError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1)
+
+
+@app.callback()
+def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress (INFO).")) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+@app.command()
+def demo(
+    store: str = typer.Option("semrec-demo-store", "--store", help="Folder for the demo's embedded store."),
+    fresh: bool = typer.Option(True, "--fresh/--reuse", help="Start from an empty store."),
+    user: str = typer.Option("u001", "--user", help="Sample user to recommend for."),
+) -> None:
+    """Index the shipped sample catalog into an embedded store and recommend in real time."""
+    from .demo import build_demo, sample_catalog_path
+
+    def body():
+        if fresh:
+            shutil.rmtree(store, ignore_errors=True)
+        with console.status("Loading the model and indexing the sample catalog..."):
+            rec = build_demo(store)
+        with rec:
+            console.print(f"Indexed {rec.n_items} items from {sample_catalog_path().name} into {store!r}.")
+            profile = rec.profile(user)
+            if profile:
+                console.print(f"[bold]{user}[/bold]: {profile.summary(rec.config.profile)}")
+            show(rec.recommend(user, k=8), f"Recommendations for {user}")
+            for item_id in ("ki-001", "ki-014", "ki-032", "ki-012"):
+                rec.record(user, item_id, kind="view")
+            console.print(f"{user} now views 4 kitchen items; the next call reflects it:")
+            show(rec.recommend(user, k=8), f"Recommendations for {user} after kitchen views")
+            show(rec.search("gifts for a tea lover", k=5), "Search: 'gifts for a tea lover'")
+
+    _run(body)
+
+
+@app.command()
+def index(
+    catalog: Path = typer.Argument(..., help="Catalog file: CSV, Parquet or JSONL."),
+    store: Optional[str] = StoreOpt,
+    url: Optional[str] = UrlOpt,
+    rejects: Optional[Path] = typer.Option(None, "--rejects", help="Where to write rejected rows (JSONL)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Validate, encode and store a catalog. Exit code 3 when some rows were rejected."""
+
+    def body():
+        with _open(store, url) as rec:
+            path = rejects or Path(f"{catalog.stem}.rejects.jsonl")
+            report = rec.index_items(catalog, rejects_path=path, show_progress=not quiet)
+            console.print(f"indexed {report.indexed}, rejected {len(report.rejected)}")
+            if report.rejected:
+                console.print(f"rejected rows written to {report.rejects_path}")
+                raise typer.Exit(3)
+
+    _run(body)
+
+
+@app.command()
+def record(
+    events: Path = typer.Argument(..., help="Events file with user_id, item_id, [kind], [ts], [weight]."),
+    store: Optional[str] = StoreOpt,
+    url: Optional[str] = UrlOpt,
+) -> None:
+    """Record a file of user events."""
+
+    def body():
+        with _open(store, url) as rec:
+            report = rec.record_many(events)
+            console.print(f"recorded {report.events} events for {report.users} users")
+
+    _run(body)
+
+
+@app.command()
+def recommend(
+    user: str = typer.Argument(..., help="User id."),
+    k: int = KOpt,
+    filter: Optional[str] = FilterOpt,
+    include_seen: bool = typer.Option(False, "--include-seen", help="Also rank items the user has seen."),
+    store: Optional[str] = StoreOpt,
+    url: Optional[str] = UrlOpt,
+) -> None:
+    """Recommendations for a user."""
+
+    def body():
+        with _open(store, url) as rec:
+            show(rec.recommend(user, k=k, filter=_filter(filter), exclude_seen=not include_seen), f"Recommendations for {user}")
+
+    _run(body)
+
+
+@app.command()
+def search(
+    text: str = typer.Argument(..., help="Free text."),
+    k: int = KOpt,
+    filter: Optional[str] = FilterOpt,
+    store: Optional[str] = StoreOpt,
+    url: Optional[str] = UrlOpt,
+) -> None:
+    """Items closest to a text."""
+    _run(lambda: _with(store, url, lambda rec: show(rec.search(text, k=k, filter=_filter(filter)), f"Search: {text!r}")))
+
+
+@app.command()
+def similar(
+    item: str = typer.Argument(..., help="Item id."),
+    k: int = KOpt,
+    filter: Optional[str] = FilterOpt,
+    store: Optional[str] = StoreOpt,
+    url: Optional[str] = UrlOpt,
+) -> None:
+    """Items closest to an item."""
+    _run(lambda: _with(store, url, lambda rec: show(rec.similar(item, k=k, filter=_filter(filter)), f"Similar to {item}")))
+
+
+def _with(store, url, action):
+    with _open(store, url) as rec:
+        action(rec)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

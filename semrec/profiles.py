@@ -1,0 +1,247 @@
+"""Users in real time: events, the bounded profile, its text summary, and the user vector."""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import datetime, timezone
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+from .catalog import canonical_id
+from .encoders import l2_normalize
+from .errors import ConfigError
+
+#: How much each kind of event counts (times the event's own weight); other kinds count 1.
+KIND_WEIGHTS = {"view": 1.0, "click": 1.0, "rating": 1.0, "like": 2.0, "cart": 2.0, "purchase": 3.0}
+
+
+class ProfileConfig(BaseModel):
+    """How a profile is kept and turned into a vector.
+
+    Args:
+        max_history: recent events kept per user (older ones still count in `seen` and counts).
+        summary_recent: items named in the summary's "Recently:" part.
+        summary_categories / summary_tags: how many favourites the summary names.
+        half_life: events after which an item's weight (in the pooled vector and in the
+            category/tag counts) halves; small values follow new interests quickly.
+        text_weight: the user vector is `text_weight` x summary vector + (1 - text_weight) x
+            pooled item vectors (both unit length).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_history: int = Field(50, ge=1)
+    summary_recent: int = Field(10, ge=1)
+    summary_categories: int = Field(3, ge=0)
+    summary_tags: int = Field(5, ge=0)
+    max_counts: int = Field(100, ge=1)
+    half_life: float = Field(3.0, gt=0)
+    text_weight: float = Field(0.5, ge=0, le=1)
+    kind_weights: dict[str, float] = Field(default_factory=lambda: dict(KIND_WEIGHTS))
+
+
+class Event(BaseModel):
+    """One user action on one item."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: str
+    item_id: str
+    kind: str = "view"
+    ts: float
+    weight: float = 1.0
+
+
+class HistoryEntry(BaseModel):
+    """An event with the item fields the summary needs (so summaries need no lookups)."""
+
+    item_id: str
+    name: str
+    category: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    kind: str
+    ts: float
+    weight: float
+
+
+class UserProfile(BaseModel):
+    """What semrec keeps about a user: recent history, everything seen, favourite categories/tags."""
+
+    user_id: str
+    interests: list[str] = Field(default_factory=list)
+    history: list[HistoryEntry] = Field(default_factory=list)
+    seen: list[str] = Field(default_factory=list)
+    category_counts: dict[str, float] = Field(default_factory=dict)
+    tag_counts: dict[str, float] = Field(default_factory=dict)
+    events: int = 0
+    _seen_ids: set[str] = PrivateAttr(default_factory=set)
+
+    def model_post_init(self, context: Any) -> None:
+        self._seen_ids = set(self.seen)
+
+    def add(self, event: Event, item: dict[str, Any], config: ProfileConfig) -> bool:
+        """Apply one event (item = the item's stored payload). Returns False for an exact duplicate."""
+        for entry in self.history:
+            if (entry.item_id, entry.kind, entry.ts) == (event.item_id, event.kind, event.ts):
+                return False
+        strength = config.kind_weights.get(event.kind, 1.0) * event.weight
+        entry = HistoryEntry(
+            item_id=event.item_id,
+            name=item.get("name", event.item_id),
+            category=item.get("category"),
+            tags=list(item.get("tags", [])),
+            kind=event.kind,
+            ts=event.ts,
+            weight=strength,
+        )
+        self.history.append(entry)
+        if len(self.history) > 1 and self.history[-2].ts > event.ts:
+            self.history.sort(key=lambda e: e.ts)
+        del self.history[: -config.max_history]
+        if event.item_id not in self._seen_ids:
+            self.seen.append(event.item_id)
+            self._seen_ids.add(event.item_id)
+        decay = 0.5 ** (1 / config.half_life)
+        _bump(self.category_counts, [entry.category] if entry.category else [], strength, decay, config.max_counts)
+        _bump(self.tag_counts, entry.tags, strength, decay, config.max_counts)
+        self.events += 1
+        return True
+
+    def summary(self, config: ProfileConfig) -> str:
+        """The history as text, e.g. "Recently: A; B. Favourite categories: X. Frequent tags: t."."""
+        parts = []
+        recent: list[str] = []
+        for entry in reversed(self.history):
+            if entry.name not in recent:
+                recent.append(entry.name)
+            if len(recent) == config.summary_recent:
+                break
+        if recent:
+            parts.append("Recently: " + "; ".join(recent) + ".")
+        categories = _top(self.category_counts, config.summary_categories)
+        if categories:
+            parts.append("Favourite categories: " + ", ".join(categories) + ".")
+        tags = _top(self.tag_counts, config.summary_tags)
+        if tags:
+            parts.append("Frequent tags: " + ", ".join(tags) + ".")
+        if self.interests:
+            parts.append("Interests: " + ", ".join(self.interests) + ".")
+        return " ".join(parts)
+
+    def pooling_weights(self, config: ProfileConfig) -> dict[str, float]:
+        """Recency-weighted strength per history item: newest event = full weight, halving every
+        `half_life` events."""
+        weights: dict[str, float] = {}
+        newest = len(self.history) - 1
+        for position, entry in enumerate(self.history):
+            decay = 0.5 ** ((newest - position) / config.half_life)
+            weights[entry.item_id] = weights.get(entry.item_id, 0.0) + entry.weight * decay
+        return weights
+
+
+def user_vector(
+    summary_vector: np.ndarray | None,
+    item_vectors: dict[str, np.ndarray],
+    weights: dict[str, float],
+    text_weight: float,
+) -> np.ndarray:
+    """Blend the summary's vector with the recency-weighted mean of the history's item vectors.
+
+    Example:
+        >>> v = user_vector(np.array([1.0, 0]), {"a": np.array([0, 1.0])}, {"a": 1.0}, 0.5)
+        >>> np.round(v, 3).tolist()
+        [0.707, 0.707]
+    """
+    pooled = None
+    present = [(item_vectors[i], w) for i, w in weights.items() if i in item_vectors and w > 0]
+    if present:
+        stacked = np.stack([v for v, _ in present])
+        pooled = l2_normalize(np.average(stacked, axis=0, weights=[w for _, w in present]))
+    if summary_vector is None and pooled is None:
+        raise ConfigError("A user vector needs a history or interests; this profile has neither.")
+    if pooled is None:
+        return l2_normalize(summary_vector)
+    if summary_vector is None:
+        return pooled
+    return l2_normalize(text_weight * l2_normalize(summary_vector) + (1 - text_weight) * pooled)
+
+
+def to_timestamp(ts: Any) -> float:
+    """Seconds since the epoch from None (now), a number, a datetime or an ISO-8601 string."""
+    if ts is None or (isinstance(ts, float) and math.isnan(ts)):
+        return time.time()
+    if isinstance(ts, bool):
+        raise ConfigError(f"ts {ts!r} is not a time; expected epoch seconds, a datetime or ISO text.")
+    if isinstance(ts, (int, float, np.integer, np.floating)):
+        return float(ts)
+    try:
+        stamp = pd.Timestamp(ts)
+    except (ValueError, TypeError):
+        raise ConfigError(
+            f"ts {ts!r} is not a time; expected epoch seconds, a datetime or ISO-8601 text such "
+            "as '2026-11-28T10:00:00Z'."
+        ) from None
+    if stamp.tzinfo is None:
+        stamp = stamp.tz_localize(timezone.utc)
+    return stamp.timestamp()
+
+
+def make_event(user_id: Any, item_id: Any, kind: Any = "view", ts: Any = None, weight: Any = 1.0) -> Event:
+    """A validated `Event`; bad values raise `ConfigError` naming the value and the fix."""
+    if not isinstance(kind, str) or not kind.strip():
+        raise ConfigError(f"kind {kind!r} is not valid; expected a word such as 'view' or 'purchase'.")
+    try:
+        weight = float(weight)
+    except (TypeError, ValueError):
+        weight = float("nan")
+    if not math.isfinite(weight) or weight < 0:
+        raise ConfigError(f"weight {weight!r} is not valid; expected a finite number >= 0.")
+    return Event(
+        user_id=canonical_id(user_id, "user_id"),
+        item_id=canonical_id(item_id, "item_id"),
+        kind=kind.strip(),
+        ts=to_timestamp(ts),
+        weight=weight,
+    )
+
+
+def events_from_frame(frame: pd.DataFrame) -> list[Event]:
+    """Validated events from a DataFrame with user_id, item_id and optional kind, ts, weight."""
+    missing = [c for c in ("user_id", "item_id") if c not in frame.columns]
+    if missing:
+        raise ConfigError(
+            f"Events table has no {missing} column(s) (columns: {', '.join(map(str, frame.columns))}); "
+            "expected user_id, item_id and optionally kind, ts, weight."
+        )
+    now = datetime.now(timezone.utc).timestamp()
+    kinds = frame["kind"] if "kind" in frame.columns else ["view"] * len(frame)
+    stamps = frame["ts"] if "ts" in frame.columns else [now] * len(frame)
+    weights = frame["weight"] if "weight" in frame.columns else [1.0] * len(frame)
+    events = []
+    for row, (user, item, kind, ts, weight) in enumerate(
+        zip(frame["user_id"], frame["item_id"], kinds, stamps, weights)
+    ):
+        try:
+            events.append(make_event(user, item, kind, ts, weight))
+        except ConfigError as exc:
+            raise ConfigError(f"Events row {row}: {exc}") from None
+    return events
+
+
+def _bump(counts: dict[str, float], keys: Iterable[str], amount: float, decay: float, limit: int) -> None:
+    """Decay every count (recent events weigh more), add `amount` to `keys`, keep the top `limit`."""
+    for key in counts:
+        counts[key] *= decay
+    for key in keys:
+        counts[key] = counts.get(key, 0.0) + amount
+    if len(counts) > limit:
+        for key in sorted(counts, key=counts.__getitem__)[: len(counts) - limit]:
+            del counts[key]
+
+
+def _top(counts: dict[str, float], n: int) -> list[str]:
+    return [k for k, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]]

@@ -1,0 +1,98 @@
+"""Ranked results, MMR diversity, and the reasons given for each recommendation."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .store import Hit
+
+
+@dataclass
+class Recommendation:
+    """One ranked item: its id, score (dot product, or popularity for the popular fallback),
+    its stored fields, and why it was chosen."""
+
+    item_id: str
+    score: float
+    name: str
+    category: str | None = None
+    tags: list[str] = field(default_factory=list)
+    reason: str = ""
+    payload: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_hit(cls, hit: Hit, reason: str = "", score: float | None = None) -> "Recommendation":
+        p = hit.payload
+        return cls(
+            item_id=str(p.get("item_id")),
+            score=hit.score if score is None else score,
+            name=p.get("name", ""),
+            category=p.get("category"),
+            tags=list(p.get("tags", [])),
+            reason=reason,
+            payload=p,
+        )
+
+
+class Results(list):
+    """A list of `Recommendation`s that also renders as a table (`to_frame`, HTML in notebooks)."""
+
+    columns = ("item_id", "score", "name", "category", "tags", "reason")
+
+    def to_frame(self) -> pd.DataFrame:
+        rows = [{c: getattr(r, c) for c in self.columns} for r in self]
+        return pd.DataFrame(rows, columns=list(self.columns))
+
+    @property
+    def item_ids(self) -> list[str]:
+        return [r.item_id for r in self]
+
+    def _repr_html_(self) -> str:
+        head = "".join(f"<th>{c}</th>" for c in ("#",) + self.columns)
+        body = []
+        for rank, r in enumerate(self, 1):
+            cells = [str(rank), html.escape(r.item_id), f"{r.score:.3f}", html.escape(r.name),
+                     html.escape(r.category or ""), html.escape(", ".join(r.tags)), html.escape(r.reason)]
+            body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def mmr(query: np.ndarray, hits: Sequence[Hit], k: int, diversity: float) -> list[Hit]:
+    """Maximal marginal relevance: trade relevance for novelty (0 = relevance only, 1 = novelty).
+
+    Hits must carry vectors.
+    """
+    if diversity <= 0 or len(hits) <= 1:
+        return list(hits[:k])
+    vectors = np.stack([h.vector for h in hits])
+    relevance = vectors @ query
+    chosen: list[int] = []
+    best_sim = np.full(len(hits), -np.inf)
+    while len(chosen) < min(k, len(hits)):
+        redundancy = np.where(np.isfinite(best_sim), best_sim, 0.0)
+        score = (1 - diversity) * relevance - diversity * redundancy
+        score[chosen] = -np.inf
+        pick = int(np.argmax(score))
+        chosen.append(pick)
+        best_sim = np.maximum(best_sim, vectors @ vectors[pick])
+    return [hits[i] for i in chosen]
+
+
+def explain(hit: Hit, history: Sequence[Hit], tag_counts: dict[str, float], categories: dict[str, float]) -> str:
+    """Why an item was recommended: the history item it is closest to, and shared tags/category."""
+    reasons = []
+    if hit.vector is not None and history:
+        sims = np.stack([h.vector for h in history]) @ hit.vector
+        nearest = history[int(np.argmax(sims))]
+        reasons.append(f"like {nearest.payload.get('name', '')!s}")
+    if hit.payload.get("category") in categories:
+        reasons.append(f"in {hit.payload['category']}")
+    shared = [t for t in hit.payload.get("tags", []) if t in tag_counts][:3]
+    if shared:
+        reasons.append("tags " + ", ".join(shared))
+    return "; ".join(reasons)

@@ -1,0 +1,441 @@
+"""The `Recommender` facade: catalog -> encoder -> vector store, users updated per event."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from .catalog import DEFAULT_TEMPLATE, Item, Reject, canonical_id, load_catalog, read_table, write_rejects
+from .encoders import Encoder, ModelFingerprint, load_encoder
+from .errors import ConfigError, ModelMismatchError, NotIndexedError, UnknownUserError
+from .profiles import Event, ProfileConfig, UserProfile, events_from_frame, make_event, user_vector
+from .ranking import Recommendation, Results, explain, mmr
+from .store import Hit, VectorStore, open_store, parse_filter, point_id
+
+log = logging.getLogger(__name__)
+
+ITEMS = "items"
+USERS = "users"
+#: Fields semrec indexes on every item collection.
+_BASE_INDEXES = {"item_id": "keyword", "category_levels": "keyword", "tags": "keyword", "popularity": "float"}
+#: A filter on "category" matches the category and every sub-category.
+_FILTER_ALIASES = {"category": "category_levels"}
+
+
+class RecommenderConfig(BaseModel):
+    """Settings of a `Recommender` (typos fail: unknown keys are rejected).
+
+    Args:
+        unknown_user: "popular" answers users with no events with the most popular items
+            (popularity = number of distinct users who interacted); "raise" raises
+            `UnknownUserError`. Users with interests but no events get interest-based results.
+        max_k: the largest `k` accepted; larger values raise. `k` above the catalogue size
+            returns the whole (filtered) catalogue.
+        diversity: default MMR trade-off (0 = pure relevance).
+        template: how item text is built from name, category, tags, description.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    unknown_user: Literal["popular", "raise"] = "popular"
+    max_k: int = Field(1000, ge=1)
+    diversity: float = Field(0.0, ge=0, le=1)
+    template: str = DEFAULT_TEMPLATE
+    encode_batch_size: int = Field(64, ge=1)
+    profile: ProfileConfig = Field(default_factory=ProfileConfig)
+
+
+@dataclass
+class IndexReport:
+    """What `index_items` did."""
+
+    indexed: int
+    rejected: list[Reject] = field(default_factory=list)
+    rejects_path: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.rejected
+
+
+@dataclass
+class RecordReport:
+    """What `record_many` did."""
+
+    events: int
+    users: int
+    duplicates: int = 0
+    skipped_unknown_items: int = 0
+
+
+class Recommender:
+    """Semantic recommendations from one vector space for items and users.
+
+    Example:
+        >>> rec = Recommender.open("shop-store")                   # embedded Qdrant Edge folder
+        >>> rec.index_items("catalog.csv")
+        >>> rec.record("u1", "el-001", kind="view")
+        >>> rec.recommend("u1", k=5, filter={"category": "Electronics"})
+    """
+
+    def __init__(self, store: VectorStore, encoder: Encoder, config: RecommenderConfig | None = None):
+        self.store = store
+        self.encoder = encoder
+        self.config = config or RecommenderConfig()
+        self._check_model(ITEMS)
+        self._check_model(USERS)
+
+    @classmethod
+    def open(
+        cls,
+        path: str | Path | None = None,
+        *,
+        url: str | None = None,
+        model: str | Path | None = None,
+        encoder: Encoder | None = None,
+        config: RecommenderConfig | dict | None = None,
+        **store_options: Any,
+    ) -> "Recommender":
+        """Open (or create) an embedded store at `path`, or use a Qdrant server at `url`.
+
+        Args:
+            path: a folder for the embedded Qdrant Edge store (created if absent).
+            url: a Qdrant server URL, or ":memory:" (qdrant-client local mode, for tests).
+            model: sentence-transformers name or folder (None: packaged all-MiniLM-L6-v2).
+            encoder: an already loaded encoder (overrides `model`).
+            config: `RecommenderConfig` or a dict of its fields.
+        """
+        if isinstance(config, dict):
+            config = RecommenderConfig(**config)
+        store = open_store(path, url=url, **store_options)
+        try:
+            return cls(store, encoder or load_encoder(model), config)
+        except BaseException:
+            store.close()
+            raise
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> "Recommender":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # catalog -----------------------------------------------------------------------------------
+    def index_items(
+        self,
+        items: pd.DataFrame | str | Path,
+        *,
+        rejects_path: str | Path | None = None,
+        show_progress: bool = False,
+        batch_size: int = 512,
+    ) -> IndexReport:
+        """Validate, encode and store catalog items; bad rows are reported (and written to
+        `rejects_path` as JSONL when given) while the good ones are indexed.
+
+        Re-indexing an item replaces its text, vector and fields (its popularity is kept).
+        """
+        catalog = load_catalog(items, template=self.config.template)
+        self._ensure_collection(ITEMS)
+        self._ensure_indexes(catalog.items)
+        for start in range(0, len(catalog.items), batch_size):
+            batch = catalog.items[start : start + batch_size]
+            vectors = self.encoder.encode(
+                [i.text for i in batch], batch_size=self.config.encode_batch_size, show_progress=show_progress
+            )
+            ids = [point_id("item", i.item_id) for i in batch]
+            popularity = {h.id: h.payload.get("popularity", 0.0) for h in self.store.retrieve(ITEMS, ids)}
+            payloads = [{**i.payload(), "popularity": popularity.get(pid, 0.0)} for pid, i in zip(ids, batch)]
+            self.store.upsert(ITEMS, ids, vectors, payloads)
+        if catalog.items:
+            self.store.finish_bulk_load(ITEMS)
+        path = write_rejects(catalog.rejects, rejects_path) if rejects_path and catalog.rejects else None
+        for reject in catalog.rejects[:20]:
+            log.warning("catalog row %s rejected: %s", reject.row, reject.reason)
+        return IndexReport(len(catalog.items), catalog.rejects, path)
+
+    def item(self, item_id: Any) -> dict[str, Any]:
+        """The stored fields of one item."""
+        return self._item_hits([canonical_id(item_id)])[0].payload
+
+    @property
+    def n_items(self) -> int:
+        return self.store.count(ITEMS) if self.store.has_collection(ITEMS) else 0
+
+    # users -------------------------------------------------------------------------------------
+    def record(self, user_id: Any, item_id: Any, kind: str = "view", ts: Any = None, weight: float = 1.0) -> UserProfile:
+        """Record one event; the very next `recommend` for this user reflects it.
+
+        Raises `NotIndexedError` (and records nothing) when the item is not in the catalog.
+        """
+        return self._apply([make_event(user_id, item_id, kind, ts, weight)], "raise")[0][0]
+
+    def record_many(self, events: pd.DataFrame | str | Path, *, on_unknown_item: Literal["raise", "skip"] = "raise") -> RecordReport:
+        """Record a table of events (user_id, item_id, [kind], [ts], [weight]) in time order.
+
+        Each user's summary is encoded once per call, not once per event. With
+        `on_unknown_item="raise"` (default) nothing is recorded if an item is unknown.
+        """
+        frame = read_table(events)
+        parsed = events_from_frame(frame)
+        profiles, report = self._apply(parsed, on_unknown_item)
+        return report
+
+    def set_interests(self, user_id: Any, interests: list[str] | str) -> UserProfile:
+        """Declare what a user follows (e.g. ["electronics", "smart devices"]); used in their
+        summary, and enough on its own to recommend to a user without events."""
+        if isinstance(interests, str):
+            interests = [interests]
+        clean = [" ".join(str(i).split()) for i in interests if str(i).strip()]
+        if not clean:
+            raise ConfigError(f"interests {interests!r} is empty; expected words such as ['electronics'].")
+        uid = canonical_id(user_id, "user_id")
+        profile = self.profile(uid) or UserProfile(user_id=uid)
+        profile.interests = clean
+        self._save_profiles({uid: profile})
+        return profile
+
+    def profile(self, user_id: Any) -> UserProfile | None:
+        """The stored profile of a user, or None."""
+        uid = canonical_id(user_id, "user_id")
+        if not self.store.has_collection(USERS):
+            return None
+        hits = self.store.retrieve(USERS, [point_id("user", uid)])
+        return UserProfile.model_validate(hits[0].payload) if hits else None
+
+    def forget_user(self, user_id: Any) -> bool:
+        """Remove every trace of a user: profile, vector, and their share of item popularity."""
+        profile = self.profile(user_id)
+        if profile is None:
+            return False
+        self._add_popularity(Counter({i: -1 for i in profile.seen}))
+        self.store.delete(USERS, [point_id("user", profile.user_id)])
+        return True
+
+    # queries -----------------------------------------------------------------------------------
+    def recommend(
+        self,
+        user_id: Any,
+        k: int = 10,
+        filter: dict[str, Any] | None = None,
+        exclude_seen: bool = True,
+        *,
+        diversity: float | None = None,
+        explain_results: bool = True,
+    ) -> Results:
+        """The top-k items for a user by dot product with their vector.
+
+        Unknown users follow `config.unknown_user` ("popular" or "raise").
+        """
+        k = self._check_k(k)
+        uid = canonical_id(user_id, "user_id")
+        flt = self._filter(filter)
+        hits = self.store.retrieve(USERS, [point_id("user", uid)], with_vectors=True) if self.store.has_collection(USERS) else []
+        if not hits:
+            if self.config.unknown_user == "raise":
+                raise UnknownUserError(
+                    f"User {uid!r} has no recorded events. Record some with record(), give "
+                    "interests with set_interests(), or use unknown_user='popular'."
+                )
+            return self.popular(k, filter)
+        profile = UserProfile.model_validate(hits[0].payload)
+        if exclude_seen:
+            flt.exclude_ids = [point_id("item", i) for i in profile.seen]
+        return self._rank(hits[0].vector, k, flt, diversity, profile if explain_results else None)
+
+    def search(self, text: str, k: int = 10, filter: dict[str, Any] | None = None, *, diversity: float | None = None) -> Results:
+        """Items closest to a free text (e.g. "quiet wireless earphones")."""
+        if not isinstance(text, str) or not text.strip():
+            raise ConfigError(f"search text {text!r} is empty; expected words describing items.")
+        return self._rank(self.encoder.encode_query(text), self._check_k(k), self._filter(filter), diversity, None)
+
+    def similar(self, item_id: Any, k: int = 10, filter: dict[str, Any] | None = None, *, diversity: float | None = None) -> Results:
+        """Items closest to a given item (the item itself excluded)."""
+        iid = canonical_id(item_id)
+        anchor = self._item_hits([iid], with_vectors=True)[0]
+        flt = self._filter(filter)
+        flt.exclude_ids = [anchor.id]
+        return self._rank(anchor.vector, self._check_k(k), flt, diversity, None)
+
+    def popular(self, k: int = 10, filter: dict[str, Any] | None = None) -> Results:
+        """The items with the most distinct users, most popular first."""
+        hits = self.store.top_by(ITEMS, "popularity", self._check_k(k), self._filter(filter))
+        return Results(Recommendation.from_hit(h, "popular", score=float(h.payload.get("popularity", 0.0))) for h in hits)
+
+    # internals ---------------------------------------------------------------------------------
+    def _rank(self, vector: np.ndarray, k: int, flt, diversity: float | None, profile: UserProfile | None) -> Results:
+        diversity = self.config.diversity if diversity is None else diversity
+        need_vectors = diversity > 0 or profile is not None
+        fetch = min(self.config.max_k, k * 4) if diversity > 0 else k
+        hits = self.store.query(ITEMS, vector, fetch, flt, with_vectors=need_vectors)
+        hits = mmr(vector, hits, k, diversity) if diversity > 0 else hits
+        if profile is None:
+            return Results(Recommendation.from_hit(h) for h in hits)
+        history = self.store.retrieve(ITEMS, [point_id("item", e.item_id) for e in profile.history[-20:]], with_vectors=True)
+        return Results(
+            Recommendation.from_hit(h, explain(h, history, profile.tag_counts, profile.category_counts)) for h in hits
+        )
+
+    def _apply(self, events: list[Event], on_unknown: str) -> tuple[list[UserProfile], RecordReport]:
+        events = sorted(events, key=lambda e: e.ts)
+        item_ids = list(dict.fromkeys(e.item_id for e in events))
+        items = {h.payload["item_id"]: h for h in self._item_hits(item_ids, missing_ok=True)} if item_ids else {}
+        unknown = [i for i in item_ids if i not in items]
+        if unknown and on_unknown == "raise":
+            raise NotIndexedError(
+                f"{len(unknown)} item id(s) not in the catalog, e.g. {unknown[:5]}; nothing was "
+                "recorded. Index them first with index_items(), or pass on_unknown_item='skip'."
+            )
+        profiles: dict[str, UserProfile] = {}
+        stored = self._load_profiles({e.user_id for e in events})
+        new_seen: Counter = Counter()
+        duplicates = skipped = 0
+        for event in events:
+            if event.item_id not in items:
+                skipped += 1
+                continue
+            profile = profiles.get(event.user_id) or stored.get(event.user_id) or UserProfile(user_id=event.user_id)
+            profiles[event.user_id] = profile
+            before = len(profile.seen)
+            if not profile.add(event, items[event.item_id].payload, self.config.profile):
+                duplicates += 1
+            if len(profile.seen) > before:
+                new_seen[event.item_id] += 1
+        self._save_profiles(profiles)
+        self._add_popularity(new_seen)
+        return list(profiles.values()), RecordReport(len(events) - skipped - duplicates, len(profiles), duplicates, skipped)
+
+    def _save_profiles(self, profiles: dict[str, UserProfile]) -> None:
+        if not profiles:
+            return
+        self._ensure_collection(USERS)
+        config = self.config.profile
+        summaries = [p.summary(config) for p in profiles.values()]
+        summary_vectors = self.encoder.encode(summaries, batch_size=self.config.encode_batch_size)
+        history_ids = list(dict.fromkeys(e.item_id for p in profiles.values() for e in p.history))
+        item_vectors = {h.payload["item_id"]: h.vector for h in self._item_hits(history_ids, with_vectors=True, missing_ok=True)}
+        vectors = np.stack(
+            [
+                user_vector(s, item_vectors, p.pooling_weights(config), config.text_weight)
+                for s, p in zip(summary_vectors, profiles.values())
+            ]
+        )
+        ids = [point_id("user", uid) for uid in profiles]
+        payloads = [p.model_dump() for p in profiles.values()]
+        self.store.upsert(USERS, ids, vectors, payloads)
+
+    def _load_profiles(self, user_ids: set[str]) -> dict[str, UserProfile]:
+        if not self.store.has_collection(USERS) or not user_ids:
+            return {}
+        hits = self.store.retrieve(USERS, [point_id("user", u) for u in sorted(user_ids)])
+        return {h.payload["user_id"]: UserProfile.model_validate(h.payload) for h in hits}
+
+    def _add_popularity(self, delta: Counter) -> None:
+        delta = {i: d for i, d in delta.items() if d}
+        if not delta:
+            return
+        current = {h.payload["item_id"]: h.payload.get("popularity", 0.0) for h in self._item_hits(list(delta), missing_ok=True)}
+        by_value: dict[float, list[str]] = defaultdict(list)
+        for item_id, old in current.items():
+            by_value[max(0.0, old + delta[item_id])].append(point_id("item", item_id))
+        for value, ids in by_value.items():
+            self.store.set_payload(ITEMS, ids, {"popularity": value})
+
+    def _item_hits(self, item_ids: list[str], *, with_vectors: bool = False, missing_ok: bool = False) -> list[Hit]:
+        if not self.store.has_collection(ITEMS):
+            raise NotIndexedError("No items are indexed yet; call index_items() with a catalog first.")
+        hits = self.store.retrieve(ITEMS, [point_id("item", i) for i in item_ids], with_vectors=with_vectors)
+        if not missing_ok and len(hits) < len(item_ids):
+            found = {h.payload["item_id"] for h in hits}
+            missing = [i for i in item_ids if i not in found]
+            raise NotIndexedError(
+                f"Item {missing[0]!r} is not in the catalog; index it first with index_items() "
+                "(nothing was changed)."
+            )
+        return hits
+
+    def _check_k(self, k: Any) -> int:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ConfigError(f"k={k!r} is not valid; expected an integer >= 1, e.g. k=10.")
+        if k > self.config.max_k:
+            raise ConfigError(
+                f"k={k} is larger than max_k={self.config.max_k}; ask for fewer results or raise "
+                "RecommenderConfig.max_k."
+            )
+        if not self.store.has_collection(ITEMS):
+            raise NotIndexedError("No items are indexed yet; call index_items() with a catalog first.")
+        return int(min(k, max(self.store.count(ITEMS), 1)))
+
+    def _filter(self, spec: dict[str, Any] | None):
+        flt = parse_filter(spec, _FILTER_ALIASES)
+        if flt.must and self.store.has_collection(ITEMS):
+            known = self.store.payload_indexes(ITEMS)
+            unknown = [c.field for c in flt.must if c.field not in known]
+            if unknown:
+                names = sorted({"category", *known} - {"category_levels", "item_id"})
+                raise ConfigError(
+                    f"Cannot filter on {unknown[0]!r}: it is not a catalog field. Filterable "
+                    f"fields: {', '.join(names)}."
+                )
+        return flt
+
+    def _ensure_collection(self, name: str) -> None:
+        if self.store.has_collection(name):
+            return
+        fp = self.encoder.fingerprint
+        self.store.create_collection(name, fp.dim, {"model": fp.to_dict(), "template": self.config.template})
+        if name == ITEMS:
+            for field_name, kind in _BASE_INDEXES.items():
+                self.store.create_payload_index(ITEMS, field_name, kind)
+
+    def _ensure_indexes(self, items: list[Item]) -> None:
+        """Index every filterable extra column before its values are loaded."""
+        known = self.store.payload_indexes(ITEMS)
+        kinds: dict[str, set[str]] = defaultdict(set)
+        for item in items:
+            for key, value in item.extra.items():
+                if key not in known:
+                    kinds[key].add(_index_kind(value))
+        for key, found in kinds.items():
+            found.discard("none")
+            if found == {"integer", "float"}:
+                found = {"float"}
+            if len(found) == 1:
+                self.store.create_payload_index(ITEMS, key, found.pop())
+            else:
+                log.info("payload field %r has mixed types %s; left unindexed", key, sorted(found))
+
+    def _check_model(self, name: str) -> None:
+        if not self.store.has_collection(name):
+            return
+        stored = ModelFingerprint.from_dict(self.store.collection_metadata(name)["model"])
+        current = self.encoder.fingerprint
+        if not stored.compatible_with(current):
+            raise ModelMismatchError(
+                f"This store's {name} were encoded with {stored.describe()}, but the encoder in use "
+                f"is {current.describe()}. Open the store with model={stored.name!r}, or re-index "
+                "the catalog into a new store (semrec reindex --rebuild) to switch models."
+            )
+
+
+def _index_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "keyword"
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return "keyword"
+    return "none"

@@ -1,0 +1,18 @@
+"""Deployment settings, read from `SEMREC_*` environment variables at the entry points only."""
+
+from __future__ import annotations
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """`SEMREC_STORE` (embedded store folder), `SEMREC_URL` / `SEMREC_API_KEY` (Qdrant server),
+    `SEMREC_MODEL` (sentence-transformers name or folder), `SEMREC_DEVICE`."""
+
+    model_config = SettingsConfigDict(env_prefix="SEMREC_", extra="ignore")
+
+    store: str = "semrec-store"
+    url: str | None = None
+    api_key: str | None = None
+    model: str | None = None
+    device: str | None = None

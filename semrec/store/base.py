@@ -1,0 +1,166 @@
+"""The `VectorStore` protocol shared by the embedded (Qdrant Edge) and server (qdrant-client) backends."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Literal, Protocol, Sequence
+
+import numpy as np
+
+from ..errors import ConfigError
+
+_NAMESPACE = uuid.UUID("6f1c1b0e-5a8e-4d0c-9b9a-5e6d2c1f7a10")
+
+#: Payload index kinds, named the same in both backends.
+IndexKind = Literal["keyword", "integer", "float", "bool"]
+
+#: Below this many points, queries are exact (brute force); above, HNSW.
+EXACT_SEARCH_MAX_POINTS = 20_000
+
+
+def point_id(kind: str, key: str) -> str:
+    """The Qdrant point id (a UUID string) of an item or user id: explicit and stable."""
+    return str(uuid.uuid5(_NAMESPACE, f"{kind}:{key}"))
+
+
+@dataclass
+class Hit:
+    """A stored point, with its score when it came from a query."""
+
+    id: str
+    payload: dict[str, Any]
+    score: float = 0.0
+    vector: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One filter condition: `field` equals / is any of / lies in a range."""
+
+    field: str
+    op: Literal["eq", "any", "range"]
+    value: Any
+
+
+@dataclass
+class Filter:
+    """A backend-neutral filter: all conditions must hold; `exclude_ids` are left out."""
+
+    must: list[Condition] = field(default_factory=list)
+    exclude_ids: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.must or self.exclude_ids)
+
+
+_RANGE_KEYS = {"gt", "gte", "lt", "lte"}
+
+
+def parse_filter(spec: dict[str, Any] | None, field_aliases: dict[str, str] | None = None) -> Filter:
+    """Turn a filter dict into a `Filter`.
+
+    `{"brand": "Acme"}` matches a value, `{"tags": ["a", "b"]}` any of the values,
+    `{"price": {"gte": 10, "lt": 50}}` a range.
+
+    Example:
+        >>> parse_filter({"price": {"lt": 5}}).must[0]
+        Condition(field='price', op='range', value={'lt': 5})
+    """
+    result = Filter()
+    if not spec:
+        return result
+    if not isinstance(spec, dict):
+        raise ConfigError(
+            f"filter must be a dict such as {{'category': 'Kitchen'}}, got {type(spec).__name__} "
+            f"{spec!r}."
+        )
+    aliases = field_aliases or {}
+    for key, value in spec.items():
+        name = aliases.get(key, key)
+        if isinstance(value, dict):
+            unknown = set(value) - _RANGE_KEYS
+            if unknown or not value:
+                raise ConfigError(
+                    f"filter on {key!r} has range keys {sorted(value)}; expected some of "
+                    f"{sorted(_RANGE_KEYS)}, e.g. {{'{key}': {{'gte': 10, 'lt': 50}}}}."
+                )
+            result.must.append(Condition(name, "range", {k: float(v) for k, v in value.items()}))
+        elif isinstance(value, (list, tuple, set)):
+            values = list(value)
+            if not values or not all(isinstance(v, (str, int)) for v in values):
+                raise ConfigError(
+                    f"filter on {key!r} has values {values!r}; expected a non-empty list of "
+                    "strings or integers."
+                )
+            result.must.append(Condition(name, "any", values))
+        elif isinstance(value, (str, int, bool)):
+            result.must.append(Condition(name, "eq", value))
+        else:
+            raise ConfigError(
+                f"filter on {key!r} has value {value!r}; expected a string, integer, bool, list, "
+                "or a range dict."
+            )
+    return result
+
+
+class VectorStore(Protocol):
+    """Named collections of (id, vector, payload) points with dot-product search."""
+
+    #: "edge" or "qdrant"
+    kind: str
+
+    def has_collection(self, name: str) -> bool: ...
+
+    def create_collection(self, name: str, dim: int, metadata: dict[str, Any]) -> None:
+        """Create an empty collection whose vectors have `dim` dimensions."""
+
+    def collection_metadata(self, name: str) -> dict[str, Any]: ...
+
+    def create_payload_index(self, name: str, field_name: str, kind: IndexKind) -> None:
+        """Index a payload field for filtering (idempotent); call before bulk loads."""
+
+    def payload_indexes(self, name: str) -> set[str]: ...
+
+    def upsert(
+        self,
+        name: str,
+        ids: Sequence[str],
+        vectors: np.ndarray,
+        payloads: Sequence[dict[str, Any]],
+    ) -> None: ...
+
+    def set_payload(self, name: str, ids: Sequence[str], payload: dict[str, Any]) -> None: ...
+
+    def delete(self, name: str, ids: Sequence[str]) -> None: ...
+
+    def retrieve(self, name: str, ids: Sequence[str], with_vectors: bool = False) -> list[Hit]:
+        """The stored points among `ids`, in the order of `ids` (missing ids are skipped)."""
+
+    def query(
+        self,
+        name: str,
+        vector: np.ndarray,
+        k: int,
+        filter: Filter | None = None,
+        exact: bool | None = None,
+        with_vectors: bool = False,
+    ) -> list[Hit]:
+        """The k points with the largest dot product (exact when `exact` or the set is small)."""
+
+    def top_by(self, name: str, field_name: str, k: int, filter: Filter | None = None) -> list[Hit]:
+        """The k points with the largest value of a numeric payload field (indexed)."""
+
+    def scroll(self, name: str, batch: int = 1000, with_vectors: bool = False) -> Iterable[Hit]: ...
+
+    def count(self, name: str) -> int: ...
+
+    def finish_bulk_load(self, name: str) -> None:
+        """Build the ANN index after a bulk load."""
+
+    def close(self) -> None: ...
+
+
+def use_exact(exact: bool | None, count: int) -> bool:
+    """Exact search unless asked otherwise, when the collection is small."""
+    return count <= EXACT_SEARCH_MAX_POINTS if exact is None else exact

@@ -1,0 +1,186 @@
+"""The embedded backend: Qdrant Edge (`qdrant-edge-py`), one folder, one shard per collection."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import qdrant_edge as qe
+
+from ..errors import ConfigError
+from ..files import FolderLock, atomic_write_json, read_json
+from .base import Condition, Filter, Hit, IndexKind, use_exact
+
+log = logging.getLogger(__name__)
+
+VECTOR = "dense"
+_META_FILE = "semrec.json"
+_INDEX_TYPES = {
+    "keyword": qe.PayloadSchemaType.Keyword,
+    "integer": qe.PayloadSchemaType.Integer,
+    "float": qe.PayloadSchemaType.Float,
+    "bool": qe.PayloadSchemaType.Bool,
+}
+
+
+class EdgeStore:
+    """Collections as Qdrant Edge shards under one folder (created if absent).
+
+    Example:
+        >>> store = EdgeStore("/tmp/my-store")
+        >>> store.create_collection("items", 384, {"model": "..."})
+    """
+
+    kind = "edge"
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path).expanduser()
+        if self.path.exists() and not self.path.is_dir():
+            raise ConfigError(f"Store path {str(self.path)!r} is a file; expected a folder.")
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._lock = FolderLock(self.path)
+        self._meta = read_json(self.path / _META_FILE, {"collections": {}})
+        self._shards: dict[str, qe.EdgeShard] = {}
+
+    # collections -------------------------------------------------------------------------------
+    def has_collection(self, name: str) -> bool:
+        return name in self._meta["collections"]
+
+    def create_collection(self, name: str, dim: int, metadata: dict[str, Any]) -> None:
+        if self.has_collection(name):
+            raise ConfigError(f"Collection {name!r} already exists in {str(self.path)!r}.")
+        config = qe.EdgeConfig(vectors={VECTOR: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Dot)})
+        self._shards[name] = qe.EdgeShard.create(str(self.path / name), config)
+        self._meta["collections"][name] = {"dim": dim, "metadata": metadata, "indexes": {}}
+        self._save_meta()
+
+    def collection_metadata(self, name: str) -> dict[str, Any]:
+        return dict(self._meta["collections"][name]["metadata"])
+
+    def create_payload_index(self, name: str, field_name: str, kind: IndexKind) -> None:
+        indexes = self._meta["collections"][name]["indexes"]
+        if field_name in indexes:
+            return
+        self._shard(name).update(qe.UpdateOperation.create_field_index(field_name, _INDEX_TYPES[kind]))
+        indexes[field_name] = kind
+        self._save_meta()
+
+    def payload_indexes(self, name: str) -> set[str]:
+        return set(self._meta["collections"][name]["indexes"])
+
+    # points ------------------------------------------------------------------------------------
+    def upsert(self, name: str, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict]) -> None:
+        if not len(ids):
+            return
+        rows = np.asarray(vectors, dtype=np.float32).tolist()
+        points = [qe.Point(pid, {VECTOR: row}, payload) for pid, row, payload in zip(ids, rows, payloads)]
+        self._shard(name).update(qe.UpdateOperation.upsert_points(points))
+
+    def set_payload(self, name: str, ids: Sequence[str], payload: dict[str, Any]) -> None:
+        if ids:
+            self._shard(name).update(qe.UpdateOperation.set_payload(list(ids), payload))
+
+    def delete(self, name: str, ids: Sequence[str]) -> None:
+        if ids:
+            self._shard(name).update(qe.UpdateOperation.delete_points(list(ids)))
+
+    def retrieve(self, name: str, ids: Sequence[str], with_vectors: bool = False) -> list[Hit]:
+        if not ids:
+            return []
+        records = self._shard(name).retrieve(list(ids), True, [VECTOR] if with_vectors else False)
+        found = {str(r.id): _hit(r, with_vectors) for r in records}
+        return [found[i] for i in ids if i in found]
+
+    def query(
+        self,
+        name: str,
+        vector: np.ndarray,
+        k: int,
+        filter: Filter | None = None,
+        exact: bool | None = None,
+        with_vectors: bool = False,
+    ) -> list[Hit]:
+        shard = self._shard(name)
+        request = qe.QueryRequest(
+            limit=k,
+            query=qe.Query.Nearest(np.asarray(vector, dtype=np.float32).tolist(), using=VECTOR),
+            filter=_edge_filter(filter),
+            with_payload=True,
+            with_vector=[VECTOR] if with_vectors else False,
+            params=qe.SearchParams(exact=use_exact(exact, self.count(name))),
+        )
+        return [_hit(p, with_vectors) for p in shard.query(request)]
+
+    def top_by(self, name: str, field_name: str, k: int, filter: Filter | None = None) -> list[Hit]:
+        order = qe.OrderBy(field_name, direction=qe.Direction.Desc)
+        records, _ = self._shard(name).scroll(
+            qe.ScrollRequest(limit=k, filter=_edge_filter(filter), with_payload=True, order_by=order)
+        )
+        return [_hit(r, False) for r in records]
+
+    def scroll(self, name: str, batch: int = 1000, with_vectors: bool = False) -> Iterable[Hit]:
+        offset = None
+        while True:
+            records, offset = self._shard(name).scroll(
+                qe.ScrollRequest(
+                    offset=offset,
+                    limit=batch,
+                    with_payload=True,
+                    with_vector=[VECTOR] if with_vectors else False,
+                )
+            )
+            yield from (_hit(r, with_vectors) for r in records)
+            if offset is None:
+                return
+
+    def count(self, name: str) -> int:
+        return self._shard(name).info().points_count
+
+    def finish_bulk_load(self, name: str) -> None:
+        shard = self._shard(name)
+        shard.optimize()
+        shard.flush()
+
+    def close(self) -> None:
+        for shard in self._shards.values():
+            shard.flush()
+            shard.close()
+        self._shards.clear()
+        self._lock.release()
+
+    # internals ---------------------------------------------------------------------------------
+    def _shard(self, name: str) -> qe.EdgeShard:
+        shard = self._shards.get(name)
+        if shard is None:
+            if not self.has_collection(name):
+                raise ConfigError(f"Collection {name!r} does not exist in {str(self.path)!r}.")
+            shard = self._shards[name] = qe.EdgeShard.load(str(self.path / name))
+        return shard
+
+    def _save_meta(self) -> None:
+        atomic_write_json(self.path / _META_FILE, self._meta)
+
+
+def _hit(point: Any, with_vectors: bool) -> Hit:
+    vector = None
+    if with_vectors and point.vector is not None:
+        vector = np.asarray(point.vector[VECTOR], dtype=np.float32)
+    return Hit(str(point.id), point.payload or {}, float(getattr(point, "score", 0.0)), vector)
+
+
+def _edge_condition(condition: Condition) -> qe.FieldCondition:
+    if condition.op == "eq":
+        return qe.FieldCondition(condition.field, match=qe.MatchValue(condition.value))
+    if condition.op == "any":
+        return qe.FieldCondition(condition.field, match=qe.MatchAny(condition.value))
+    return qe.FieldCondition(condition.field, range=qe.RangeFloat(**condition.value))
+
+
+def _edge_filter(filter: Filter | None) -> qe.Filter | None:
+    if not filter:
+        return None
+    must_not = [qe.HasIdCondition({uuid.UUID(i) for i in filter.exclude_ids})] if filter.exclude_ids else None
+    return qe.Filter(must=[_edge_condition(c) for c in filter.must] or None, must_not=must_not)

@@ -1,0 +1,201 @@
+"""The server backend: `qdrant-client` against a Qdrant server (`url=`), or its local mode for tests."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+from qdrant_client import QdrantClient, models
+
+from ..errors import ConfigError
+from .base import Condition, Filter, Hit, IndexKind, use_exact
+
+log = logging.getLogger(__name__)
+
+VECTOR = "dense"
+UPSERT_BATCH = 256
+#: Indexing threshold (KB) restored after a bulk load; 0 defers HNSW building during the load.
+INDEXING_THRESHOLD_KB = 10_000
+_SCHEMAS = {
+    "keyword": models.PayloadSchemaType.KEYWORD,
+    "integer": models.PayloadSchemaType.INTEGER,
+    "float": models.PayloadSchemaType.FLOAT,
+    "bool": models.PayloadSchemaType.BOOL,
+}
+
+
+class QdrantStore:
+    """Collections `<prefix>_<name>` on a Qdrant server (or in qdrant-client's local mode).
+
+    Example:
+        >>> store = QdrantStore(":memory:")                 # tests
+        >>> store = QdrantStore("http://localhost:6333")    # a server
+    """
+
+    kind = "qdrant"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "semrec",
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        client: QdrantClient | None = None,
+    ) -> None:
+        if client is None:
+            if url == ":memory:":
+                client = QdrantClient(location=":memory:")
+            elif url.startswith(("http://", "https://")):
+                client = QdrantClient(url=url, api_key=api_key, timeout=int(timeout))
+            else:
+                client = QdrantClient(path=url)  # local mode on disk (tests only)
+        self.client = client
+        self.prefix = prefix
+        self._counts: dict[str, int] = {}
+
+    def _name(self, name: str) -> str:
+        return f"{self.prefix}_{name}"
+
+    # collections -------------------------------------------------------------------------------
+    def has_collection(self, name: str) -> bool:
+        return self.client.collection_exists(self._name(name))
+
+    def create_collection(self, name: str, dim: int, metadata: dict[str, Any]) -> None:
+        if self.has_collection(name):
+            raise ConfigError(f"Collection {self._name(name)!r} already exists.")
+        self.client.create_collection(
+            self._name(name),
+            vectors_config={VECTOR: models.VectorParams(size=dim, distance=models.Distance.DOT)},
+            optimizers_config=models.OptimizersConfigDiff(indexing_threshold=0),
+            metadata=metadata,
+        )
+
+    def collection_metadata(self, name: str) -> dict[str, Any]:
+        return dict(self.client.get_collection(self._name(name)).config.metadata or {})
+
+    def create_payload_index(self, name: str, field_name: str, kind: IndexKind) -> None:
+        if field_name in self.payload_indexes(name):
+            return
+        self.client.create_payload_index(self._name(name), field_name, _SCHEMAS[kind], wait=True)
+        meta = self.collection_metadata(name)
+        meta["payload_indexes"] = sorted({*meta.get("payload_indexes", []), field_name})
+        self.client.update_collection(self._name(name), metadata=meta)
+
+    def payload_indexes(self, name: str) -> set[str]:
+        return set(self.collection_metadata(name).get("payload_indexes", []))
+
+    # points ------------------------------------------------------------------------------------
+    def upsert(self, name: str, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict]) -> None:
+        rows = np.asarray(vectors, dtype=np.float32).tolist()
+        for start in range(0, len(ids), UPSERT_BATCH):
+            points = [
+                models.PointStruct(id=pid, vector={VECTOR: row}, payload=payload)
+                for pid, row, payload in zip(
+                    ids[start : start + UPSERT_BATCH],
+                    rows[start : start + UPSERT_BATCH],
+                    payloads[start : start + UPSERT_BATCH],
+                )
+            ]
+            self.client.upsert(self._name(name), points=points, wait=True)
+        self._counts.pop(name, None)
+
+    def set_payload(self, name: str, ids: Sequence[str], payload: dict[str, Any]) -> None:
+        if ids:
+            self.client.set_payload(self._name(name), payload=payload, points=list(ids), wait=True)
+
+    def delete(self, name: str, ids: Sequence[str]) -> None:
+        if ids:
+            self.client.delete(self._name(name), points_selector=list(ids), wait=True)
+            self._counts.pop(name, None)
+
+    def retrieve(self, name: str, ids: Sequence[str], with_vectors: bool = False) -> list[Hit]:
+        if not ids:
+            return []
+        records = self.client.retrieve(
+            self._name(name), list(ids), with_payload=True, with_vectors=[VECTOR] if with_vectors else False
+        )
+        found = {str(r.id): _hit(r, with_vectors) for r in records}
+        return [found[i] for i in ids if i in found]
+
+    def query(
+        self,
+        name: str,
+        vector: np.ndarray,
+        k: int,
+        filter: Filter | None = None,
+        exact: bool | None = None,
+        with_vectors: bool = False,
+    ) -> list[Hit]:
+        response = self.client.query_points(
+            self._name(name),
+            query=np.asarray(vector, dtype=np.float32).tolist(),
+            using=VECTOR,
+            limit=k,
+            query_filter=_client_filter(filter),
+            with_payload=True,
+            with_vectors=[VECTOR] if with_vectors else False,
+            search_params=models.SearchParams(exact=use_exact(exact, self.count(name))),
+        )
+        return [_hit(p, with_vectors) for p in response.points]
+
+    def top_by(self, name: str, field_name: str, k: int, filter: Filter | None = None) -> list[Hit]:
+        records, _ = self.client.scroll(
+            self._name(name),
+            scroll_filter=_client_filter(filter),
+            limit=k,
+            with_payload=True,
+            order_by=models.OrderBy(key=field_name, direction=models.Direction.DESC),
+        )
+        return [_hit(r, False) for r in records]
+
+    def scroll(self, name: str, batch: int = 1000, with_vectors: bool = False) -> Iterable[Hit]:
+        offset = None
+        while True:
+            records, offset = self.client.scroll(
+                self._name(name),
+                limit=batch,
+                offset=offset,
+                with_payload=True,
+                with_vectors=[VECTOR] if with_vectors else False,
+            )
+            yield from (_hit(r, with_vectors) for r in records)
+            if offset is None:
+                return
+
+    def count(self, name: str) -> int:
+        if name not in self._counts:
+            self._counts[name] = self.client.count(self._name(name), exact=True).count
+        return self._counts[name]
+
+    def finish_bulk_load(self, name: str) -> None:
+        self.client.update_collection(
+            self._name(name),
+            optimizers_config=models.OptimizersConfigDiff(indexing_threshold=INDEXING_THRESHOLD_KB),
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _hit(point: Any, with_vectors: bool) -> Hit:
+    vector = None
+    if with_vectors and point.vector is not None:
+        vector = np.asarray(point.vector[VECTOR], dtype=np.float32)
+    return Hit(str(point.id), point.payload or {}, float(getattr(point, "score", 0.0) or 0.0), vector)
+
+
+def _client_condition(condition: Condition) -> models.FieldCondition:
+    if condition.op == "eq":
+        return models.FieldCondition(key=condition.field, match=models.MatchValue(value=condition.value))
+    if condition.op == "any":
+        return models.FieldCondition(key=condition.field, match=models.MatchAny(any=condition.value))
+    return models.FieldCondition(key=condition.field, range=models.Range(**condition.value))
+
+
+def _client_filter(filter: Filter | None) -> models.Filter | None:
+    if not filter:
+        return None
+    must_not = [models.HasIdCondition(has_id=list(filter.exclude_ids))] if filter.exclude_ids else None
+    return models.Filter(must=[_client_condition(c) for c in filter.must] or None, must_not=must_not)
