@@ -18,11 +18,13 @@ log = logging.getLogger(__name__)
 
 VECTOR = "dense"
 _META_FILE = "semrec.json"
+# qdrant-edge-py 0.9.0 never matches a bool value (MatchValue(True) finds nothing, indexed or
+# not), so indexed bool fields are stored as 0/1 integers and turned back into bools on read.
 _INDEX_TYPES = {
     "keyword": qe.PayloadSchemaType.Keyword,
     "integer": qe.PayloadSchemaType.Integer,
     "float": qe.PayloadSchemaType.Float,
-    "bool": qe.PayloadSchemaType.Bool,
+    "bool": qe.PayloadSchemaType.Integer,
 }
 
 
@@ -76,11 +78,16 @@ class EdgeStore:
         if not len(ids):
             return
         rows = np.asarray(vectors, dtype=np.float32).tolist()
-        points = [qe.Point(pid, {VECTOR: row}, payload) for pid, row, payload in zip(ids, rows, payloads)]
+        bools = self._bool_fields(name)
+        points = [
+            qe.Point(pid, {VECTOR: row}, _bools_to_ints(payload, bools))
+            for pid, row, payload in zip(ids, rows, payloads)
+        ]
         self._shard(name).update(qe.UpdateOperation.upsert_points(points))
 
     def set_payload(self, name: str, ids: Sequence[str], payload: dict[str, Any]) -> None:
         if ids:
+            payload = _bools_to_ints(payload, self._bool_fields(name))
             self._shard(name).update(qe.UpdateOperation.set_payload(list(ids), payload))
 
     def delete(self, name: str, ids: Sequence[str]) -> None:
@@ -91,7 +98,7 @@ class EdgeStore:
         if not ids:
             return []
         records = self._shard(name).retrieve(list(ids), True, [VECTOR] if with_vectors else False)
-        found = {str(r.id): _hit(r, with_vectors) for r in records}
+        found = {str(r.id): self._hit(name, r, with_vectors) for r in records}
         return [found[i] for i in ids if i in found]
 
     def query(
@@ -112,14 +119,14 @@ class EdgeStore:
             with_vector=[VECTOR] if with_vectors else False,
             params=qe.SearchParams(exact=use_exact(exact, self.count(name))),
         )
-        return [_hit(p, with_vectors) for p in shard.query(request)]
+        return [self._hit(name, p, with_vectors) for p in shard.query(request)]
 
     def top_by(self, name: str, field_name: str, k: int, filter: Filter | None = None) -> list[Hit]:
         order = qe.OrderBy(field_name, direction=qe.Direction.Desc)
         records, _ = self._shard(name).scroll(
             qe.ScrollRequest(limit=k, filter=_edge_filter(filter), with_payload=True, order_by=order)
         )
-        return [_hit(r, False) for r in records]
+        return [self._hit(name, r, False) for r in records]
 
     def scroll(self, name: str, batch: int = 1000, with_vectors: bool = False) -> Iterable[Hit]:
         offset = None
@@ -132,7 +139,7 @@ class EdgeStore:
                     with_vector=[VECTOR] if with_vectors else False,
                 )
             )
-            yield from (_hit(r, with_vectors) for r in records)
+            yield from (self._hit(name, r, with_vectors) for r in records)
             if offset is None:
                 return
 
@@ -160,20 +167,34 @@ class EdgeStore:
             shard = self._shards[name] = qe.EdgeShard.load(str(self.path / name))
         return shard
 
+    def _bool_fields(self, name: str) -> set[str]:
+        indexes = self._meta["collections"][name]["indexes"]
+        return {f for f, kind in indexes.items() if kind == "bool"}
+
+    def _hit(self, name: str, point: Any, with_vectors: bool) -> Hit:
+        vector = None
+        if with_vectors and point.vector is not None:
+            vector = np.asarray(point.vector[VECTOR], dtype=np.float32)
+        payload = point.payload or {}
+        for field_name in self._bool_fields(name) & payload.keys():
+            if isinstance(payload[field_name], int):
+                payload[field_name] = bool(payload[field_name])
+        return Hit(str(point.id), payload, float(getattr(point, "score", 0.0)), vector)
+
     def _save_meta(self) -> None:
         atomic_write_json(self.path / _META_FILE, self._meta)
 
 
-def _hit(point: Any, with_vectors: bool) -> Hit:
-    vector = None
-    if with_vectors and point.vector is not None:
-        vector = np.asarray(point.vector[VECTOR], dtype=np.float32)
-    return Hit(str(point.id), point.payload or {}, float(getattr(point, "score", 0.0)), vector)
+def _bools_to_ints(payload: dict[str, Any], fields: set[str]) -> dict[str, Any]:
+    if not fields & payload.keys():
+        return payload
+    return {k: int(v) if k in fields and isinstance(v, bool) else v for k, v in payload.items()}
 
 
 def _edge_condition(condition: Condition) -> qe.FieldCondition:
     if condition.op == "eq":
-        return qe.FieldCondition(condition.field, match=qe.MatchValue(condition.value))
+        value = int(condition.value) if isinstance(condition.value, bool) else condition.value
+        return qe.FieldCondition(condition.field, match=qe.MatchValue(value))
     if condition.op == "any":
         return qe.FieldCondition(condition.field, match=qe.MatchAny(condition.value))
     return qe.FieldCondition(condition.field, range=qe.RangeFloat(**condition.value))

@@ -52,6 +52,8 @@ class QdrantStore:
             else:
                 client = QdrantClient(path=url)  # local mode on disk (tests only)
         self.client = client
+        #: qdrant-client's local mode is brute force and has no payload indexes (tests only).
+        self.local = not url.startswith(("http://", "https://"))
         self.prefix = prefix
         self._counts: dict[str, int] = {}
 
@@ -78,7 +80,8 @@ class QdrantStore:
     def create_payload_index(self, name: str, field_name: str, kind: IndexKind) -> None:
         if field_name in self.payload_indexes(name):
             return
-        self.client.create_payload_index(self._name(name), field_name, _SCHEMAS[kind], wait=True)
+        if not self.local:
+            self.client.create_payload_index(self._name(name), field_name, _SCHEMAS[kind], wait=True)
         meta = self.collection_metadata(name)
         meta["payload_indexes"] = sorted({*meta.get("payload_indexes", []), field_name})
         self.client.update_collection(self._name(name), metadata=meta)
@@ -136,7 +139,7 @@ class QdrantStore:
             query_filter=_client_filter(filter),
             with_payload=True,
             with_vectors=[VECTOR] if with_vectors else False,
-            search_params=models.SearchParams(exact=use_exact(exact, self.count(name))),
+            search_params=None if self.local else models.SearchParams(exact=use_exact(exact, self.count(name))),
         )
         return [_hit(p, with_vectors) for p in response.points]
 
