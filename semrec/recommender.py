@@ -145,23 +145,43 @@ class Recommender:
         Re-indexing an item replaces its text, vector and fields (its popularity is kept).
         """
         catalog = load_catalog(items, template=self.config.template)
-        self._ensure_collection(ITEMS)
-        self._ensure_indexes(catalog.items)
         for start in range(0, len(catalog.items), batch_size):
             batch = catalog.items[start : start + batch_size]
             vectors = self.encoder.encode(
                 [i.text for i in batch], batch_size=self.config.encode_batch_size, show_progress=show_progress
             )
-            ids = [point_id("item", i.item_id) for i in batch]
-            popularity = {h.id: h.payload.get("popularity", 0.0) for h in self.store.retrieve(ITEMS, ids)}
-            payloads = [{**i.payload(), "popularity": popularity.get(pid, 0.0)} for pid, i in zip(ids, batch)]
-            self.store.upsert(ITEMS, ids, vectors, payloads)
+            self.upsert_items(batch, vectors)
         if catalog.items:
-            self.store.finish_bulk_load(ITEMS)
+            self.finish_indexing()
         path = write_rejects(catalog.rejects, rejects_path) if rejects_path and catalog.rejects else None
         for reject in catalog.rejects[:20]:
             log.warning("catalog row %s rejected: %s", reject.row, reject.reason)
         return IndexReport(len(catalog.items), catalog.rejects, path)
+
+    def upsert_items(self, items: list[Item], vectors: np.ndarray) -> None:
+        """Store validated items with vectors made elsewhere (e.g. by a distributed encoding job).
+
+        Payload indexes for new fields are created before the points are written; an item's
+        popularity is kept. Call `finish_indexing()` after a bulk load.
+        """
+        if len(items) != len(vectors):
+            raise ConfigError(f"{len(items)} items but {len(vectors)} vectors; expected one vector per item.")
+        if len(vectors) and np.asarray(vectors).shape[1] != self.encoder.dim:
+            raise ConfigError(
+                f"vectors have {np.asarray(vectors).shape[1]} dimensions; this store's model makes "
+                f"{self.encoder.dim}. Encode with the same model as the store."
+            )
+        self._ensure_collection(ITEMS)
+        self._ensure_indexes(items)
+        ids = [point_id("item", i.item_id) for i in items]
+        popularity = {h.id: h.payload.get("popularity", 0.0) for h in self.store.retrieve(ITEMS, ids)}
+        payloads = [{**i.payload(), "popularity": popularity.get(pid, 0.0)} for pid, i in zip(ids, items)]
+        self.store.upsert(ITEMS, ids, vectors, payloads)
+
+    def finish_indexing(self) -> None:
+        """Build the ANN index after a bulk load (done by `index_items` itself)."""
+        if self.store.has_collection(ITEMS):
+            self.store.finish_bulk_load(ITEMS)
 
     def item(self, item_id: Any) -> dict[str, Any]:
         """The stored fields of one item."""
