@@ -124,6 +124,20 @@ class Recommender:
     def close(self) -> None:
         self.store.close()
 
+    def refresh(self) -> bool:
+        """Follow a blue-green re-index (`semrec reindex`): True when the store switched version.
+
+        An embedded store keeps serving the version it opened until this is called (one `stat`
+        when nothing changed); a server's aliases switch by themselves. The new version's model
+        is checked, so a reader whose model no longer matches gets `ModelMismatchError`.
+        """
+        refresh = getattr(self.store, "refresh", None)
+        if refresh is None or not refresh():
+            return False
+        self._check_model(ITEMS)
+        self._check_model(USERS)
+        return True
+
     def __enter__(self) -> "Recommender":
         return self
 
@@ -186,6 +200,19 @@ class Recommender:
     def item(self, item_id: Any) -> dict[str, Any]:
         """The stored fields of one item."""
         return self._item_hits([canonical_id(item_id)])[0].payload
+
+    def item_vectors(self) -> tuple[list[dict[str, Any]], np.ndarray]:
+        """Every stored item's fields and its vector (for exploration and plots)."""
+        hits = list(self.store.scroll(ITEMS, with_vectors=True)) if self.store.has_collection(ITEMS) else []
+        vectors = np.stack([h.vector for h in hits]) if hits else np.zeros((0, self.encoder.dim), np.float32)
+        return [h.payload for h in hits], vectors
+
+    def user_vector(self, user_id: Any) -> np.ndarray | None:
+        """The stored vector of a user (None for an unknown user)."""
+        if not self.store.has_collection(USERS):
+            return None
+        hits = self.store.retrieve(USERS, [point_id("user", canonical_id(user_id, "user_id"))], with_vectors=True)
+        return hits[0].vector if hits else None
 
     @property
     def n_items(self) -> int:

@@ -1,0 +1,87 @@
+"""Helpers for notebooks: tables of a user's history and recommendations, and a 2-D map of the
+item space (PCA) with a user and their recommendations marked. Plots use matplotlib."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import require
+from .ranking import Results
+from .recommender import Recommender
+
+
+def history_frame(rec: Recommender, user_id: Any) -> pd.DataFrame:
+    """A user's recent events, newest first (item, name, category, kind, time)."""
+    profile = rec.profile(user_id)
+    rows = [
+        {"item_id": e.item_id, "name": e.name, "category": e.category, "kind": e.kind,
+         "time": pd.Timestamp(e.ts, unit="s", tz="UTC")}
+        for e in reversed(profile.history)
+    ] if profile else []
+    return pd.DataFrame(rows, columns=["item_id", "name", "category", "kind", "time"])
+
+
+def side_by_side(left: pd.DataFrame, right: pd.DataFrame, names: tuple[str, str] = ("history", "recommended")) -> pd.DataFrame:
+    """Two tables next to each other, row by row (e.g. history and recommendations, or before/after)."""
+    n = max(len(left), len(right))
+    left = left.reset_index(drop=True).reindex(range(n))
+    right = right.reset_index(drop=True).reindex(range(n))
+    return pd.concat({names[0]: left, names[1]: right}, axis=1)
+
+
+def pca_2d(vectors: np.ndarray, extra: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Project rows onto their first two principal components; `extra` rows use the same axes."""
+    mean = vectors.mean(axis=0)
+    _, _, components = np.linalg.svd(vectors - mean, full_matrices=False)
+    axes = components[:2].T
+    return (vectors - mean) @ axes, None if extra is None else (np.atleast_2d(extra) - mean) @ axes
+
+
+def plot_item_space(rec: Recommender, user_id: Any = None, k: int = 10, *, ax=None, level: int = 0):
+    """Scatter the item space (PCA), coloured by category (`level` 0 = top level); with a
+    `user_id`, mark the user's vector, their history and their top-k recommendations.
+
+    Returns the matplotlib Figure.
+    """
+    plt = require("matplotlib.pyplot", "notebooks")
+    payloads, vectors = rec.item_vectors()
+    categories = [_level(p, level) for p in payloads]
+    user_vec = rec.user_vector(user_id) if user_id is not None else None
+    points, user_point = pca_2d(vectors, user_vec)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(9, 7))
+    fig = ax.figure
+    for name in sorted(set(categories)):
+        mask = np.array([c == name for c in categories])
+        ax.scatter(points[mask, 0], points[mask, 1], s=12, alpha=0.6, label=name)
+    if user_point is not None:
+        index = {p["item_id"]: i for i, p in enumerate(payloads)}
+        profile = rec.profile(user_id)
+        seen = [index[i] for i in profile.seen if i in index]
+        recommended = [index[r.item_id] for r in rec.recommend(user_id, k=k) if r.item_id in index]
+        ax.scatter(points[seen, 0], points[seen, 1], s=60, facecolors="none", edgecolors="black", label="history")
+        ax.scatter(points[recommended, 0], points[recommended, 1], s=90, marker="D", facecolors="none",
+                   edgecolors="red", label=f"top {k}")
+        ax.scatter(user_point[:, 0], user_point[:, 1], s=250, marker="*", color="gold", edgecolors="black",
+                   label=f"user {user_id}")
+    ax.set_title("Item space (PCA of item vectors)")
+    ax.legend(loc="best", fontsize=8, markerscale=1.5)
+    return fig
+
+
+def results_frame(results: Results) -> pd.DataFrame:
+    """Recommendations as a table with rank, score (3 decimals) and the reason."""
+    frame = results.to_frame()
+    frame.insert(0, "rank", range(1, len(frame) + 1))
+    frame["score"] = frame["score"].round(3)
+    return frame
+
+
+def _level(payload: dict, level: int) -> str:
+    levels = payload.get("category_levels") or []
+    if not levels:
+        return "(none)"
+    return levels[min(level, len(levels) - 1)]
