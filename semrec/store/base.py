@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from functools import lru_cache
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Literal, Protocol, Sequence
 
@@ -19,6 +20,7 @@ IndexKind = Literal["keyword", "integer", "float", "bool"]
 EXACT_SEARCH_MAX_POINTS = 20_000
 
 
+@lru_cache(maxsize=1_000_000)
 def point_id(kind: str, key: str) -> str:
     """The Qdrant point id (a UUID string) of an item or user id: explicit and stable."""
     return str(uuid.uuid5(_NAMESPACE, f"{kind}:{key}"))

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 import qdrant_edge as qe
 
-from ..errors import ConfigError
+from ..errors import ConfigError, StoreLockedError
 from ..files import FolderLock, atomic_write_json, read_json
 from .base import Condition, Filter, Hit, IndexKind, use_exact
 
@@ -18,6 +17,12 @@ log = logging.getLogger(__name__)
 
 VECTOR = "dense"
 _META_FILE = "semrec.json"
+#: A versioned store folder has `CURRENT` (JSON: {"version": id, "previous": id}) naming the live
+#: folder under `versions/<id>/`; the id "." names the store folder itself (a store indexed
+#: before it was versioned). A folder without `CURRENT` is a plain store.
+POINTER_FILE = "CURRENT"
+VERSIONS_DIR = "versions"
+LEGACY_VERSION = "."
 # qdrant-edge-py 0.9.0 never matches a bool value (MatchValue(True) finds nothing, indexed or
 # not), so indexed bool fields are stored as 0/1 integers and turned back into bools on read.
 _INDEX_TYPES = {
@@ -39,13 +44,59 @@ class EdgeStore:
     kind = "edge"
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path).expanduser()
-        if self.path.exists() and not self.path.is_dir():
-            raise ConfigError(f"Store path {str(self.path)!r} is a file; expected a folder.")
-        self.path.mkdir(parents=True, exist_ok=True)
+        #: The folder given; `path` is the folder in use (the live version when versioned).
+        self.root = Path(path).expanduser()
+        if self.root.exists() and not self.root.is_dir():
+            raise ConfigError(f"Store path {str(self.root)!r} is a file; expected a folder.")
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._pointer_stamp = _stamp(self.root / POINTER_FILE)
+        pointer = read_pointer(self.root)
+        #: The live version id when the folder is versioned (see `POINTER_FILE`), else None.
+        self.version: str | None = pointer["version"] if pointer else None
+        self.path = version_path(self.root, self.version) if pointer else self.root
+        if not self.path.is_dir():
+            raise ConfigError(
+                f"Store {str(self.root)!r} points to version {self.version!r}, but "
+                f"{str(self.path)!r} is missing. Roll back (semrec reindex --rollback) or re-index."
+            )
         self._lock = FolderLock(self.path)
         self._meta = read_json(self.path / _META_FILE, {"collections": {}})
         self._shards: dict[str, qe.EdgeShard] = {}
+        self._bools: dict[str, set[str]] = {}
+
+    def refresh(self) -> bool:
+        """Follow a blue-green switch: reopen on the version `CURRENT` now names.
+
+        Cheap when nothing changed (one `stat`). Returns True when it switched; False when
+        nothing changed, or the new version is still held by another process (try again later).
+        """
+        stamp = _stamp(self.root / POINTER_FILE)
+        if stamp == self._pointer_stamp:
+            return False
+        pointer = read_pointer(self.root)
+        if pointer is None or pointer["version"] == self.version:
+            self._pointer_stamp = stamp
+            return False
+        path = version_path(self.root, pointer["version"])
+        try:
+            lock = FolderLock(path)
+        except StoreLockedError:
+            return False
+        old_shards, old_lock = self._shards, self._lock
+        self.path, self.version, self._lock = path, pointer["version"], lock
+        self._meta = read_json(path / _META_FILE, {"collections": {}})
+        self._shards = {}
+        self._pointer_stamp = stamp
+        for shard in old_shards.values():
+            shard.close()
+        old_lock.release()
+        log.info("store %s switched to version %s", self.root, self.version)
+        return True
+
+    def flush(self) -> None:
+        """Make every acknowledged write durable (before a job records it as done)."""
+        for shard in self._shards.values():
+            shard.flush()
 
     # collections -------------------------------------------------------------------------------
     def has_collection(self, name: str) -> bool:
@@ -68,6 +119,7 @@ class EdgeStore:
             return
         self._shard(name).update(qe.UpdateOperation.create_field_index(field_name, _INDEX_TYPES[kind]))
         indexes[field_name] = kind
+        self._bools.pop(name, None)
         self._save_meta()
 
     def payload_indexes(self, name: str) -> set[str]:
@@ -168,8 +220,10 @@ class EdgeStore:
         return shard
 
     def _bool_fields(self, name: str) -> set[str]:
-        indexes = self._meta["collections"][name]["indexes"]
-        return {f for f, kind in indexes.items() if kind == "bool"}
+        if name not in self._bools:
+            indexes = self._meta["collections"][name]["indexes"]
+            self._bools[name] = {f for f, kind in indexes.items() if kind == "bool"}
+        return self._bools[name]
 
     def _hit(self, name: str, point: Any, with_vectors: bool) -> Hit:
         vector = None
@@ -183,6 +237,28 @@ class EdgeStore:
 
     def _save_meta(self) -> None:
         atomic_write_json(self.path / _META_FILE, self._meta)
+
+
+def read_pointer(root: str | Path) -> dict[str, Any] | None:
+    """The `CURRENT` pointer of a versioned store folder, or None for a plain folder."""
+    pointer = read_json(Path(root) / POINTER_FILE)
+    if pointer is not None and not isinstance(pointer.get("version"), str):
+        raise ConfigError(f"{str(Path(root) / POINTER_FILE)!r} names no version; expected {{\"version\": \"v0001\"}}.")
+    return pointer
+
+
+def version_path(root: str | Path, version: str) -> Path:
+    """The folder of one version of a versioned store."""
+    root = Path(root)
+    return root if version == LEGACY_VERSION else root / VERSIONS_DIR / version
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def _bools_to_ints(payload: dict[str, Any], fields: set[str]) -> dict[str, Any]:
@@ -203,5 +279,5 @@ def _edge_condition(condition: Condition) -> qe.FieldCondition:
 def _edge_filter(filter: Filter | None) -> qe.Filter | None:
     if not filter:
         return None
-    must_not = [qe.HasIdCondition({uuid.UUID(i) for i in filter.exclude_ids})] if filter.exclude_ids else None
+    must_not = [qe.HasIdCondition(set(filter.exclude_ids))] if filter.exclude_ids else None
     return qe.Filter(must=[_edge_condition(c) for c in filter.must] or None, must_not=must_not)

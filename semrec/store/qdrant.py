@@ -43,6 +43,7 @@ class QdrantStore:
         api_key: str | None = None,
         timeout: float = 30.0,
         client: QdrantClient | None = None,
+        version: str | None = None,
     ) -> None:
         if client is None:
             if url == ":memory:":
@@ -55,10 +56,31 @@ class QdrantStore:
         #: qdrant-client's local mode is brute force and has no payload indexes (tests only).
         self.local = not url.startswith(("http://", "https://"))
         self.prefix = prefix
+        #: None: collections by their live names `<prefix>_<name>` (aliases after a blue-green
+        #: re-index); a version id: that version's own collections `<prefix>_<name>_<version>`.
+        self.version = version
         self._counts: dict[str, int] = {}
+        self._aliases: dict[str, str] | None = None
 
     def _name(self, name: str) -> str:
-        return f"{self.prefix}_{name}"
+        return f"{self.prefix}_{name}" if self.version is None else f"{self.prefix}_{name}_{self.version}"
+
+    def refresh(self) -> bool:
+        """Forget cached counts; True when an alias of this store now names another collection
+        (a blue-green switch; aliases switch atomically on the server, so queries never fail)."""
+        self._counts.clear()
+        prefix = f"{self.prefix}_"
+        aliases = {
+            a.alias_name: a.collection_name
+            for a in self.client.get_aliases().aliases
+            if a.alias_name.startswith(prefix)
+        }
+        changed = self._aliases is not None and aliases != self._aliases
+        self._aliases = aliases
+        return changed
+
+    def flush(self) -> None:
+        """Writes are acknowledged with wait=True: nothing to do."""
 
     # collections -------------------------------------------------------------------------------
     def has_collection(self, name: str) -> bool:
