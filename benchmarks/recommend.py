@@ -132,7 +132,7 @@ def main() -> None:
                 if backend == "edge":
                     rec = Recommender.open(work / f"edge-{size}", encoder=encoder)
                 else:
-                    rec = Recommender.open(url=str(work / f"local-{size}"), encoder=encoder)
+                    rec = Recommender.open(url=":memory:", encoder=encoder)
                 load_s = build(rec, items, vectors)
                 rec.record_many(user_events[["user_id", "item_id", "kind", "ts", "weight"]])
                 queries = args.queries if backend == "edge" else max(20, args.queries // 10)
