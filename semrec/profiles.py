@@ -39,7 +39,7 @@ class ProfileConfig(BaseModel):
     summary_categories: int = Field(3, ge=0)
     summary_tags: int = Field(5, ge=0)
     max_counts: int = Field(100, ge=1)
-    half_life: float = Field(3.0, gt=0)
+    half_life: float = Field(1.0, gt=0)
     text_weight: float = Field(0.5, ge=0, le=1)
     kind_weights: dict[str, float] = Field(default_factory=lambda: dict(KIND_WEIGHTS))
 
