@@ -177,6 +177,35 @@ def similar(
     _run(lambda: _with(store, url, lambda rec: show(rec.similar(item, k=k, filter=_filter(filter)), f"Similar to {item}")))
 
 
+@app.command()
+def evaluate(
+    data: Optional[Path] = typer.Argument(None, help="MovieLens folder (movies.csv, ratings.csv, tags.csv)."),
+    catalog: Optional[Path] = typer.Option(None, "--catalog", help="Catalog file of any data set (instead of a MovieLens folder)."),
+    events: Optional[Path] = typer.Option(None, "--events", help="Events file: user_id, item_id, ts, [kind], [weight]."),
+    tags: Optional[Path] = typer.Option(None, "--tags", help="Optional dated tags: user_id, item_id, tag, ts."),
+    protocol: str = typer.Option("leave-last-out", "--protocol", help="leave-last-out or temporal."),
+    k: int = KOpt,
+    include_seen: bool = typer.Option(False, "--include-seen", help="Also rank items already in the user's history."),
+    tune: bool = typer.Option(True, "--tune/--no-tune", help="Validation grids (ItemKNN k, ALS, semrec levers) and the levers table."),
+    backend: str = typer.Option("torch", "--backend", help="Encoder backend: torch (fp32 reference) or auto."),
+    out: Path = typer.Option(Path("benchmarks/out"), "--out", help="Folder for the report (JSON + Markdown) and the vector cache."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Evaluate semrec against popularity, ItemKNN and ALS on one split; prints the Markdown table."""
+
+    def body():
+        from .evaluation import markdown, run_benchmark
+
+        report = run_benchmark(
+            data, catalog=catalog, events=events, tags=tags, protocol=protocol, k=k,
+            exclude_seen=not include_seen, tune=tune, model=Settings().model, backend=backend,
+            out_dir=out, cache_dir=out / "cache", seed=seed,
+        )
+        console.print(markdown(report))
+
+    _run(body)
+
+
 def _with(store, url, action):
     with _open(store, url) as rec:
         action(rec)

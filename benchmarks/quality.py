@@ -1,0 +1,51 @@
+"""Recommendation quality on real data: semrec vs popularity, ItemKNN and ALS, in one run.
+
+    python benchmarks/quality.py /work/shared/data/ml-latest-small            # leave-last-out
+    python benchmarks/quality.py /work/shared/data/ml-latest-small --protocol temporal
+    python benchmarks/quality.py DATA --no-tune      # defaults only (no validation grids)
+
+Writes benchmarks/out/quality-<dataset>-<protocol>.{json,md}; item texts are encoded once and
+cached under benchmarks/out/cache (keyed by model fingerprint and text hash).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from semrec.evaluation import markdown, run_benchmark
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("data", help="MovieLens folder (movies.csv, ratings.csv, tags.csv)")
+    parser.add_argument("--protocol", choices=["leave-last-out", "temporal"], default="leave-last-out")
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--include-seen", action="store_true", help="rank items already in the user's history too")
+    parser.add_argument("--no-tune", action="store_true", help="skip the validation grids")
+    parser.add_argument("--model", default=None, help="sentence-transformers model (default: packaged MiniLM)")
+    parser.add_argument("--backend", default="torch", help="encoder backend: torch (fp32 reference) or auto")
+    parser.add_argument("--out", default="benchmarks/out")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    report = run_benchmark(
+        args.data,
+        protocol=args.protocol,
+        k=args.k,
+        exclude_seen=not args.include_seen,
+        tune=not args.no_tune,
+        model=args.model,
+        backend=args.backend,
+        out_dir=args.out,
+        cache_dir=f"{args.out}/cache",
+        seed=args.seed,
+    )
+    print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
