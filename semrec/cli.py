@@ -206,6 +206,36 @@ def evaluate(
     _run(body)
 
 
+@app.command()
+def reindex(
+    catalog: Optional[Path] = typer.Argument(None, help="Catalog: CSV, Parquet, JSONL, or a folder of Parquet shards."),
+    store: str = typer.Option(..., "--store", help="Embedded store folder, or a Qdrant server URL (http://host:6333)."),
+    full: bool = typer.Option(False, "--full", help="Delete items that left the catalog (the default)."),
+    append: bool = typer.Option(False, "--append", help="Keep items that left the catalog."),
+    rebuild: bool = typer.Option(False, "--rebuild", help="Build a new version beside the live one, check it, switch (blue-green)."),
+    rollback: bool = typer.Option(False, "--rollback", help="Make the previous version live again."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+    rejects: Optional[Path] = typer.Option(None, "--rejects", help="Rejects file (JSONL); default CATALOG.rejects.jsonl."),
+    batch_size: int = typer.Option(256, "--batch-size", min=1, help="Items per checkpointed batch."),
+    prefix: str = typer.Option("semrec", "--prefix", help="Collection prefix on a server."),
+    state_dir: Optional[Path] = typer.Option(None, "--state-dir", help="Where a server store's state files live."),
+    streams: int = typer.Option(4, "--streams", min=1, help="Parallel upload streams (server)."),
+    retries: int = typer.Option(5, "--retries", min=0, help="Retries for transient errors."),
+    timeout: float = typer.Option(60.0, "--timeout", min=0.001, help="Request timeout in seconds (server)."),
+) -> None:
+    """Re-index a catalog: incremental by content, resumable, blue-green on a model change.
+    Prints a JSON summary last. Exit 0 ok, 1 failed, 2 usage error, 3 some rows rejected."""
+    from indexing.reindex import run
+
+    if full + append + rebuild + rollback > 1:
+        raise typer.BadParameter("use at most one of --full, --append, --rebuild, --rollback")
+    mode = "append" if append else "rebuild" if rebuild else "full"
+    raise typer.Exit(
+        run(catalog, store, mode=mode, quiet=quiet, rejects=rejects, batch_size=batch_size, prefix=prefix,
+            state_dir=state_dir, streams=streams, retries=retries, timeout=timeout, do_rollback=rollback)
+    )
+
+
 def _with(store, url, action):
     with _open(store, url) as rec:
         action(rec)

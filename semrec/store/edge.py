@@ -85,7 +85,7 @@ class EdgeStore:
         old_shards, old_lock = self._shards, self._lock
         self.path, self.version, self._lock = path, pointer["version"], lock
         self._meta = read_json(path / _META_FILE, {"collections": {}})
-        self._shards = {}
+        self._shards, self._bools = {}, {}
         self._pointer_stamp = stamp
         for shard in old_shards.values():
             shard.close()

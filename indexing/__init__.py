@@ -1,0 +1,1 @@
+"""Batch re-indexing jobs: thin, idempotent entry points over `semrec.reindex`."""
