@@ -1,0 +1,98 @@
+"""ONNX Runtime backends: "onnx-fp32" and "onnx-int8" (int8 weights, per channel; activations
+quantised on the fly). Needs the `fast` extra."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import require
+from ._export import OUTPUT_NAME, export_onnx
+from ._pipeline import CompiledEncoder, cached_export, export_dir
+
+log = logging.getLogger(__name__)
+
+ONNX_BACKENDS = ("onnx-int8", "onnx-fp32")
+
+
+def _export_fp32(st_model, folder: Path) -> dict:
+    ort = require("onnxruntime", "fast")
+    export_onnx(st_model, folder / "model.onnx")
+    return {"runtime": f"onnxruntime {ort.__version__}", "precision": "fp32"}
+
+
+def _export_int8(st_model, folder: Path, fp32_export: Path | None = None) -> dict:
+    ort = require("onnxruntime", "fast")
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    fp32 = folder / "fp32.onnx"
+    if fp32_export is not None and (fp32_export / "meta.json").is_file():
+        shutil.copyfile(fp32_export / "model.onnx", fp32)  # the fp32 export is already made
+    else:
+        export_onnx(st_model, fp32)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # onnxruntime.quantization warns through the root logger
+    try:
+        quantize_dynamic(
+            fp32, folder / "model.onnx", weight_type=QuantType.QInt8, per_channel=True
+        )
+    finally:
+        root.setLevel(level)
+    fp32.unlink()
+    return {
+        "runtime": f"onnxruntime {ort.__version__}",
+        "precision": "int8 weights (per channel), int8 activations quantised per batch",
+    }
+
+
+class OnnxEncoder(CompiledEncoder):
+    """Encode with ONNX Runtime on CPU from a cached export of the torch model.
+
+    Example:
+        >>> from semrec.encoders import load_encoder
+        >>> enc = load_encoder(backend="onnx-int8")
+        >>> enc.encode(["red running shoes"]).shape
+        (1, 384)
+    """
+
+    def __init__(
+        self,
+        reference,
+        precision: str = "int8",
+        *,
+        cache_dir: str | Path | None = None,
+        threads: int | None = None,
+    ) -> None:
+        if precision not in ("int8", "fp32"):
+            raise ValueError(f"precision must be 'int8' or 'fp32', got {precision!r}.")
+        ort = require("onnxruntime", "fast")
+        super().__init__(reference, threads=threads)
+        self.backend = f"onnx-{precision}"
+        if precision == "int8":
+            fp32_dir = export_dir(self.fingerprint, "onnx-fp32", cache_dir)
+
+            def build(folder: Path) -> dict:
+                return _export_int8(reference.model, folder, fp32_dir)
+        else:
+
+            def build(folder: Path) -> dict:
+                return _export_fp32(reference.model, folder)
+
+        self.export_dir = cached_export(self.fingerprint, self.backend, cache_dir, build)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(
+            str(self.export_dir / "model.onnx"), options, providers=["CPUExecutionProvider"]
+        )
+
+    def _infer(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
+        return self.session.run([OUTPUT_NAME], feeds)[0]

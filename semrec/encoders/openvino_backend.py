@@ -1,0 +1,123 @@
+"""OpenVINO backends: "openvino-int8" (static int8, calibrated with NNCF on item texts) and
+"openvino-fp32". Needs the `fast` extra."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import require
+from ._calibration_texts import CALIBRATION_TEXTS
+from ._export import convert_openvino
+from ._pipeline import CompiledEncoder, Tokenizer, cached_export, export_dir, quiet_stdout
+
+log = logging.getLogger(__name__)
+
+OPENVINO_BACKENDS = ("openvino-int8", "openvino-fp32")
+#: At most this many texts calibrate the int8 activation ranges (one text per sample).
+MAX_CALIBRATION_TEXTS = 300
+
+
+def calibration_sample(texts: Sequence[str] | None, n: int = MAX_CALIBRATION_TEXTS) -> list[str]:
+    """Up to `n` non-empty texts drawn (seeded) from `texts`, or the shipped texts if none."""
+    pool = [t for t in (texts or ()) if t and t.strip()]
+    if not pool:
+        return list(CALIBRATION_TEXTS)
+    if len(pool) <= n:
+        return pool
+    return random.Random(0).sample(pool, n)
+
+
+def _export(
+    st_model,
+    folder: Path,
+    precision: str,
+    calibration: Sequence[str] | None,
+    fp32_export: Path | None = None,
+) -> dict:
+    ov = require("openvino", "fast")
+    if fp32_export is not None and (fp32_export / "meta.json").is_file():
+        model = ov.Core().read_model(str(fp32_export / "model.xml"))  # reuse the fp32 export
+    else:
+        model = convert_openvino(st_model)
+    meta = {"runtime": f"openvino {ov.__version__}", "precision": precision}
+    if precision == "int8":
+        nncf = require("nncf", "fast")
+        nncf.set_log_level(logging.ERROR)
+        texts = calibration_sample(calibration)
+        tokenizer = Tokenizer(st_model.tokenizer, st_model.max_seq_length)
+        samples = [
+            {"input_ids": ids[None, :], "attention_mask": np.ones_like(ids)[None, :]}
+            for ids in (np.asarray(s, dtype=np.int64) for s in tokenizer(texts))
+        ]
+        with quiet_stdout():
+            model = nncf.quantize(
+                model,
+                nncf.Dataset(samples),
+                model_type=nncf.ModelType.TRANSFORMER,
+                subset_size=len(samples),
+            )
+        meta["calibration"] = {
+            "texts": len(texts),
+            "source": "sample_texts" if calibration else "shipped calibration texts",
+        }
+    ov.save_model(model, str(folder / "model.xml"), compress_to_fp16=False)
+    return meta
+
+
+class OpenVINOEncoder(CompiledEncoder):
+    """Encode with OpenVINO on CPU from a cached export of the torch model.
+
+    The int8 export is calibrated once, on `calibration_texts` (the catalogue being indexed)
+    when given at the first export, else on texts shipped with semrec; later loads reuse it.
+
+    Example:
+        >>> from semrec.encoders import load_encoder
+        >>> enc = load_encoder(backend="openvino-int8")
+        >>> enc.encode(["red running shoes"]).shape
+        (1, 384)
+    """
+
+    def __init__(
+        self,
+        reference,
+        precision: str = "int8",
+        *,
+        calibration_texts: Sequence[str] | None = None,
+        cache_dir: str | Path | None = None,
+        threads: int | None = None,
+    ) -> None:
+        if precision not in ("int8", "fp32"):
+            raise ValueError(f"precision must be 'int8' or 'fp32', got {precision!r}.")
+        ov = require("openvino", "fast")
+        super().__init__(reference, threads=threads)
+        self.backend = f"openvino-{precision}"
+        self.export_dir = cached_export(
+            self.fingerprint,
+            self.backend,
+            cache_dir,
+            lambda folder: _export(
+                reference.model,
+                folder,
+                precision,
+                calibration_texts,
+                export_dir(self.fingerprint, "openvino-fp32", cache_dir),
+            ),
+        )
+        config = {
+            # one request at a time using every core: best for single queries and fine for
+            # batches of short texts on a few cores
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_NUM_THREADS": self.threads,
+            "INFERENCE_PRECISION_HINT": "f32",
+        }
+        self.compiled = ov.Core().compile_model(str(self.export_dir / "model.xml"), "CPU", config)
+        self._request = self.compiled.create_infer_request()
+
+    def _infer(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        self._request.infer({"input_ids": input_ids, "attention_mask": attention_mask})
+        return self._request.get_output_tensor(0).data.copy()
