@@ -85,3 +85,37 @@ def _level(payload: dict, level: int) -> str:
     if not levels:
         return "(none)"
     return levels[min(level, len(levels) - 1)]
+
+
+def metrics_frame(report: dict[str, Any]) -> pd.DataFrame:
+    """One row per method of an evaluation report (`semrec.evaluation.run_benchmark`): R@K,
+    NDCG@K with standard errors, coverage, and recall on the cold-item slice."""
+    k = report["meta"]["k"]
+    rows = []
+    for row in report["rows"]:
+        m = row["metrics"]
+        rows.append({
+            "method": row["method"],
+            f"R@{k}": m[f"recall@{k}"]["mean"], f"R@{k} se": m[f"recall@{k}"].get("se"),
+            f"NDCG@{k}": m[f"ndcg@{k}"]["mean"], f"NDCG@{k} se": m[f"ndcg@{k}"].get("se"),
+            f"coverage@{k}": m[f"coverage@{k}"],
+            f"cold R@{k}": m[f"cold_recall@{k}"]["mean"],
+        })
+    return pd.DataFrame(rows)
+
+
+def plot_metrics(report: dict[str, Any], *, ax=None):
+    """Bars of R@K and NDCG@K per method, with standard-error whiskers. Returns the Figure."""
+    plt = require("matplotlib.pyplot", "notebooks")
+    frame = metrics_frame(report)
+    k = report["meta"]["k"]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(9, 4))
+    x = np.arange(len(frame))
+    for offset, metric in ((-0.2, f"R@{k}"), (0.2, f"NDCG@{k}")):
+        ax.bar(x + offset, frame[metric], width=0.4, yerr=frame[f"{metric} se"].fillna(0), capsize=3, label=metric)
+    ax.set_xticks(x, frame["method"], rotation=30, ha="right", fontsize=8)
+    ax.set_title(f"Leave-last-out, full ranking ({report['meta']['dataset']})")
+    ax.legend()
+    ax.figure.tight_layout()
+    return ax.figure
