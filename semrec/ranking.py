@@ -83,16 +83,27 @@ def mmr(query: np.ndarray, hits: Sequence[Hit], k: int, diversity: float) -> lis
     return [hits[i] for i in chosen]
 
 
-def explain(hit: Hit, history: Sequence[Hit], tag_counts: dict[str, float], categories: dict[str, float]) -> str:
-    """Why an item was recommended: the history item it is closest to, and shared tags/category."""
+def explain(
+    hits: Sequence[Hit],
+    history_names: Sequence[str],
+    history_vectors: np.ndarray,
+    tag_counts: dict[str, float],
+    categories: dict[str, float],
+) -> list[str]:
+    """Why each item was recommended: the history item it is closest to, and shared tags/category.
+
+    Hits must carry vectors; `history_vectors` has one row per name in `history_names`.
+    """
+    nearest = None
+    if len(history_names) and all(h.vector is not None for h in hits) and hits:
+        nearest = np.argmax(np.stack([h.vector for h in hits]) @ history_vectors.T, axis=1)
     reasons = []
-    if hit.vector is not None and history:
-        sims = np.stack([h.vector for h in history]) @ hit.vector
-        nearest = history[int(np.argmax(sims))]
-        reasons.append(f"like {nearest.payload.get('name', '')!s}")
-    if hit.payload.get("category") in categories:
-        reasons.append(f"in {hit.payload['category']}")
-    shared = [t for t in hit.payload.get("tags", []) if t in tag_counts][:3]
-    if shared:
-        reasons.append("tags " + ", ".join(shared))
-    return "; ".join(reasons)
+    for row, hit in enumerate(hits):
+        parts = [f"like {history_names[nearest[row]]}"] if nearest is not None else []
+        if hit.payload.get("category") in categories:
+            parts.append(f"in {hit.payload['category']}")
+        shared = [t for t in hit.payload.get("tags", []) if t in tag_counts][:3]
+        if shared:
+            parts.append("tags " + ", ".join(shared))
+        reasons.append("; ".join(parts))
+    return reasons

@@ -327,10 +327,13 @@ class Recommender:
         hits = mmr(vector, hits, k, diversity) if diversity > 0 else hits
         if profile is None:
             return Results(Recommendation.from_hit(h) for h in hits)
-        history = self.store.retrieve(ITEMS, [point_id("item", e.item_id) for e in profile.history[-20:]], with_vectors=True)
-        return Results(
-            Recommendation.from_hit(h, explain(h, history, profile.tag_counts, profile.category_counts)) for h in hits
-        )
+        recent = {e.item_id: e.name for e in profile.history[-20:]}
+        vectors = self.store.retrieve(ITEMS, [point_id("item", i) for i in recent], with_vectors=True, with_payload=False)
+        by_id = {h.id: h.vector for h in vectors}
+        names = [n for i, n in recent.items() if point_id("item", i) in by_id]
+        matrix = np.stack([by_id[point_id("item", i)] for i in recent if point_id("item", i) in by_id]) if names else np.zeros((0, 0))
+        reasons = explain(hits, names, matrix, profile.tag_counts, profile.category_counts)
+        return Results(Recommendation.from_hit(h, r) for h, r in zip(hits, reasons))
 
     def _apply(self, events: list[Event], on_unknown: str) -> tuple[list[UserProfile], RecordReport]:
         events = sorted(events, key=lambda e: e.ts)
@@ -359,6 +362,8 @@ class Recommender:
                 new_seen[event.item_id] += 1
         self._save_profiles(profiles)
         self._add_popularity(new_seen)
+        if len(new_seen) >= 1000:
+            self.finish_indexing()  # many items' payloads changed: compact the segments again
         return list(profiles.values()), RecordReport(len(events) - skipped - duplicates, len(profiles), duplicates, skipped)
 
     def _save_profiles(self, profiles: dict[str, UserProfile]) -> None:

@@ -136,7 +136,9 @@ class VectorStore(Protocol):
 
     def delete(self, name: str, ids: Sequence[str]) -> None: ...
 
-    def retrieve(self, name: str, ids: Sequence[str], with_vectors: bool = False) -> list[Hit]:
+    def retrieve(
+        self, name: str, ids: Sequence[str], with_vectors: bool = False, with_payload: bool = True
+    ) -> list[Hit]:
         """The stored points among `ids`, in the order of `ids` (missing ids are skipped)."""
 
     def query(

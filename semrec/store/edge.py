@@ -146,10 +146,12 @@ class EdgeStore:
         if ids:
             self._shard(name).update(qe.UpdateOperation.delete_points(list(ids)))
 
-    def retrieve(self, name: str, ids: Sequence[str], with_vectors: bool = False) -> list[Hit]:
+    def retrieve(
+        self, name: str, ids: Sequence[str], with_vectors: bool = False, with_payload: bool = True
+    ) -> list[Hit]:
         if not ids:
             return []
-        records = self._shard(name).retrieve(list(ids), True, [VECTOR] if with_vectors else False)
+        records = self._shard(name).retrieve(list(ids), with_payload, [VECTOR] if with_vectors else False)
         found = {str(r.id): self._hit(name, r, with_vectors) for r in records}
         return [found[i] for i in ids if i in found]
 

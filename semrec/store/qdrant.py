@@ -135,11 +135,13 @@ class QdrantStore:
             self.client.delete(self._name(name), points_selector=list(ids), wait=True)
             self._counts.pop(name, None)
 
-    def retrieve(self, name: str, ids: Sequence[str], with_vectors: bool = False) -> list[Hit]:
+    def retrieve(
+        self, name: str, ids: Sequence[str], with_vectors: bool = False, with_payload: bool = True
+    ) -> list[Hit]:
         if not ids:
             return []
         records = self.client.retrieve(
-            self._name(name), list(ids), with_payload=True, with_vectors=[VECTOR] if with_vectors else False
+            self._name(name), list(ids), with_payload=with_payload, with_vectors=[VECTOR] if with_vectors else False
         )
         found = {str(r.id): _hit(r, with_vectors) for r in records}
         return [found[i] for i in ids if i in found]
