@@ -236,6 +236,30 @@ def reindex(
     )
 
 
+@app.command()
+def finetune(
+    catalog: Path = typer.Option(..., "--catalog", help="Catalog file: CSV, Parquet or JSONL."),
+    events: Path = typer.Option(..., "--events", help="Events file: user_id, item_id, ts, [kind], [weight]."),
+    out: Path = typer.Option(..., "--out", help="Folder for the fine-tuned model (sentence-transformers, safetensors)."),
+    max_steps: int = typer.Option(1500, "--max-steps", min=1, help="Optimiser steps at most (CPU adapter: ~1-3 min)."),
+    time_budget: Optional[float] = typer.Option(None, "--time-budget", min=1, help="Seconds of training at most (non-deterministic)."),
+    method: str = typer.Option("auto", "--method", help="auto (GPU: full, CPU: adapter), full or adapter."),
+    base_model: Optional[str] = typer.Option(None, "--base-model", help="Model to start from ($SEMREC_MODEL; default all-MiniLM-L6-v2)."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Fine-tune the encoder on interactions; prints before/after metrics. Re-index to serve with it."""
+
+    def body():
+        from .training import TrainConfig, finetune as run
+
+        report = run(catalog, events, out, base_model=base_model or Settings().model, method=method,
+                     config=TrainConfig(max_steps=max_steps, time_budget=time_budget, seed=seed))
+        console.print_json(json.dumps(report.metrics))
+        console.print(f"model written to {report.out}; serve it after: SEMREC_MODEL={report.out} semrec reindex CATALOG --store DIR")
+
+    _run(body)
+
+
 def _with(store, url, action):
     with _open(store, url) as rec:
         action(rec)
