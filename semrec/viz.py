@@ -119,3 +119,36 @@ def plot_metrics(report: dict[str, Any], *, ax=None):
     ax.legend()
     ax.figure.tight_layout()
     return ax.figure
+
+
+def plot_training(report, *, metric: str = "ndcg@10"):
+    """The training-loss curve and validation `metric` by step of a `semrec.training.finetune`
+    report. Returns the Figure."""
+    plt = require("matplotlib.pyplot", "notebooks")
+    training = report.info["training"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
+    losses = np.asarray(training.get("losses", []), dtype=float)
+    left.plot(np.arange(1, len(losses) + 1), losses, lw=0.8)
+    left.set(title="training loss", xlabel="step")
+    steps = [entry["step"] for entry in training["validation"]]
+    values = [_mean(entry["metrics"].get(metric)) for entry in training["validation"]]
+    right.plot(steps, values, marker="o")
+    right.set(title=f"validation {metric}", xlabel="step")
+    fig.tight_layout()
+    return fig
+
+
+def before_after(report) -> pd.DataFrame:
+    """Before/after metrics of a fine-tuning report, one row per split and metric."""
+    rows = []
+    for split, pair in report.metrics.items():
+        for name in sorted(set(pair.get("before", {})) | set(pair.get("after", {}))):
+            rows.append({"split": split, "metric": name, "before": _mean(pair["before"].get(name)),
+                         "after": _mean(pair["after"].get(name))})
+    return pd.DataFrame(rows)
+
+
+def _mean(value) -> float:
+    if isinstance(value, dict):
+        return float(value.get("mean", float("nan")))
+    return float("nan") if value is None else float(value)

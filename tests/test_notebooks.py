@@ -38,3 +38,7 @@ def test_notebook_runs_and_committed_copy_has_no_stale_outputs(path):
         assert len(_outputs(executed, "image/png")) == 1  # the R@10 / NDCG@10 bars
         tables = "\n".join(_outputs(executed, "text/html"))
         assert "ALS" in tables and "semrec (default)" in tables
+    if path.name == "finetune.ipynb":
+        assert len(_outputs(executed, "image/png")) == 1  # loss curve and validation NDCG@10
+        tables = "\n".join(_outputs(executed, "text/html"))
+        assert "before" in tables and "after" in tables and "ndcg@10" in tables

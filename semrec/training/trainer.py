@@ -126,6 +126,7 @@ class TrainResult:
             "device": self.device,
             "bf16": self.bf16,
             "loss": self.loss,
+            "losses": [round(x, 5) for x in self.losses],
             "validation": self.history,
         }
 
