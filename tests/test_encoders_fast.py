@@ -7,6 +7,7 @@ take seconds; the real all-MiniLM-L6-v2 is checked in the `slow` tests.
 
 from __future__ import annotations
 
+import logging
 import sys
 import warnings
 
@@ -313,6 +314,7 @@ def test_missing_extra_names_the_install_line(tiny_model, cache, monkeypatch, ba
 
 
 def test_auto_without_extras_uses_torch_quietly(tiny_model, cache, monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="semrec.encoders")
     for module in ("onnxruntime", "openvino"):
         monkeypatch.setitem(sys.modules, module, None)
     with warnings.catch_warnings():

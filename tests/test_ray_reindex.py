@@ -37,7 +37,8 @@ def test_ray_job_makes_the_same_points_as_the_single_machine_job(local_ray, tmp_
     single = QdrantClient(path=str(tmp_path / "single"))
     one = reindex(shards, "single", client=single, encoder=encoder, state_dir=tmp_path / "state-single", batch_size=32)
     distributed = QdrantClient(path=str(tmp_path / "ray"))
-    many = ray_reindex(shards, "ray", client=distributed, state_dir=tmp_path / "state-ray", batch_size=32, actors=1)
+    many = ray_reindex(shards, "ray", client=distributed, state_dir=tmp_path / "state-ray", batch_size=32, actors=1,
+                       backend="torch")  # the same backend as the single-machine job's encoder
 
     assert one.items == many.items == 90 and many.switched and many.version == "v0001"
     a, b = _points(single), _points(distributed)

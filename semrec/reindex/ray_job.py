@@ -34,10 +34,10 @@ _ITEM_KEYS = ("item_id", "name", "category", "tags", "description", "text", "cat
 class EncodeBatch:
     """A Ray Data actor: validates a batch of catalog rows and encodes the good ones."""
 
-    def __init__(self, model: str | None, template: str, encode_batch_size: int) -> None:
+    def __init__(self, model: str | None, template: str, encode_batch_size: int, backend: str = "auto") -> None:
         from ..encoders import load_encoder
 
-        self.encoder = load_encoder(model)
+        self.encoder = load_encoder(model, backend)
         self.template, self.encode_batch_size = template, encode_batch_size
         self.fingerprint = json.dumps(self.encoder.fingerprint.to_dict())
 
@@ -60,15 +60,15 @@ class _StoredModel:
 
     backend = "ray"
 
-    def __init__(self, fingerprint: ModelFingerprint, model: str | None) -> None:
+    def __init__(self, fingerprint: ModelFingerprint, model: str | None, backend: str = "auto") -> None:
         self.fingerprint, self.name, self.dim = fingerprint, fingerprint.name, fingerprint.dim
-        self._model, self._inner = model, None
+        self._model, self._backend, self._inner = model, backend, None
 
     def encode(self, texts, *, batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
         if self._inner is None:
             from ..encoders import load_encoder
 
-            self._inner = load_encoder(self._model)
+            self._inner = load_encoder(self._model, self._backend)
         return self._inner.encode(texts, batch_size=batch_size, show_progress=show_progress)
 
     def encode_query(self, text: str) -> np.ndarray:
@@ -80,6 +80,7 @@ def ray_reindex(
     url: str,
     *,
     model: str | None = None,
+    backend: str = "auto",
     config: RecommenderConfig | None = None,
     batch_size: int = 256,
     actors: int = 1,
@@ -100,6 +101,8 @@ def ray_reindex(
         url: the Qdrant server (or, with `client`, a name for a ready `QdrantClient`).
         actors: encoder actors in the pool; `use_gpu` None: one GPU per actor when the cluster
             has GPUs.
+        backend: the encoder backend of every actor (see `semrec.load_encoder`); use the same
+            one as the single-machine job for identical vectors.
         Others as `semrec.reindex.reindex`. Calls `ray.init()` if Ray is not initialised.
 
     Example:
@@ -118,7 +121,9 @@ def ray_reindex(
     context.execution_options.preserve_order = True  # the first row of an id wins, as in one process
     dataset = ray.data.read_parquet(str(source)).map_batches(
         EncodeBatch,
-        fn_constructor_kwargs={"model": model, "template": config.template, "encode_batch_size": config.encode_batch_size},
+        fn_constructor_kwargs={
+            "model": model, "template": config.template, "encode_batch_size": config.encode_batch_size, "backend": backend,
+        },
         batch_size=batch_size,
         batch_format="pandas",
         concurrency=actors,
@@ -130,7 +135,7 @@ def ray_reindex(
     summary = Summary(mode="rebuild", store=str(url), blue_green=True)
     try:
         with target.job_lock():
-            _build(dataset, target, model, config, upload, progress, sample_queries, summary, rejects_path)
+            _build(dataset, target, model, backend, config, upload, progress, sample_queries, summary, rejects_path)
     finally:
         if client is None:
             target.close()
@@ -139,7 +144,7 @@ def ray_reindex(
     return summary
 
 
-def _build(dataset, target: ServerTarget, model, config, upload, progress, sample_queries, summary, rejects_path) -> None:
+def _build(dataset, target: ServerTarget, model, backend, config, upload, progress, sample_queries, summary, rejects_path) -> None:
     live = target.live()
     version = target.new_version()
     summary.version = version
@@ -169,7 +174,7 @@ def _build(dataset, target: ServerTarget, model, config, upload, progress, sampl
         if rec is None:
             fingerprint = ModelFingerprint.from_dict(json.loads(good["fingerprint"].iloc[0]))
             state.set_meta("model", fingerprint.to_dict())
-            rec = Recommender(writer, _StoredModel(fingerprint, model), config)
+            rec = Recommender(writer, _StoredModel(fingerprint, model, backend), config)
         state.begin(i.item_id for i in batch)
         rec.upsert_items(batch, np.stack(vectors))
         _durable(writer)
