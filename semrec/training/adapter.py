@@ -16,14 +16,13 @@ Example:
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 
 import numpy as np
 
 from ..errors import ConfigError
-from .pairs import Pair, log_frequency, no_duplicate_batches
-from .trainer import TrainConfig, TrainResult, Validate, _lr_factor, corrected_loss, seed_everything
+from .pairs import Pair, log_frequency
+from .trainer import TrainConfig, TrainResult, Validate, corrected_loss, run_loop, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -116,58 +115,17 @@ def train_adapter(
     log_q = torch.as_tensor(log_frequency(pairs)) if config.popularity_correction else torch.zeros(len(pairs))
     name = "MultipleNegativesRankingLoss+logQ" if config.popularity_correction else "MultipleNegativesRankingLoss"
     result = TrainResult(loss=f"{name}(scale={config.scale:g}) on an adapter")
-    best_value, best_state, bad_rounds = -np.inf, None, 0
-
-    def check(step: int) -> bool:
-        nonlocal best_value, best_state, bad_rounds
-        if validate is None:
-            return False
-        metrics = {k: float(v) for k, v in validate(AdaptedEncoder(base, adapter)).items()}
-        if config.metric not in metrics:
-            raise ConfigError(f"Validation returned no {config.metric!r} (got {sorted(metrics)}); set TrainConfig.metric.")
-        value = metrics[config.metric]
-        result.history.append({"step": step, "metrics": metrics})
-        log.info("step %d: validation %s = %.4f", step, config.metric, value)
-        if value > best_value:
-            best_value, bad_rounds, result.best_step = value, 0, step
-            best_state = {k: v.detach().clone() for k, v in adapter.state_dict().items()}
-            return False
-        bad_rounds += 1
-        return bad_rounds >= config.patience
-
-    check(0)
-    batches = no_duplicate_batches(pairs, config.batch_size, seed=config.seed)
-    trained, step = 0.0, 0
-    while step < config.max_steps:
-        progress = step / config.max_steps
-        if config.time_budget:
-            progress = max(progress, trained / config.time_budget)
-            if progress >= 1:
-                result.stopped = "time_budget"
-                break
-        tick = time.perf_counter()
-        batch = torch.as_tensor(next(batches))
-        for group in optimizer.param_groups:
-            group["lr"] = lr * _lr_factor(progress, config.warmup)
-        a, p = adapter(A[batch]), adapter(P[batch])
-        loss = corrected_loss(a, p, log_q[batch], config.scale)
+    def step(batch) -> "torch.Tensor":
+        index = torch.as_tensor(batch)
+        loss = corrected_loss(adapter(A[index]), adapter(P[index]), log_q[index], config.scale)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        step += 1
-        trained += time.perf_counter() - tick
-        result.pairs_seen += len(batch)
-        result.losses.append(float(loss.detach()))
-        if step % config.eval_every == 0 and step < config.max_steps and check(step):
-            result.stopped = "early_stopping"
-            break
-    result.steps, result.seconds = step, trained
-    if validate is not None and (not result.history or result.history[-1]["step"] != step):
-        check(step)
-    if best_state is not None:
-        adapter.load_state_dict(best_state)
-    adapter.eval()
-    log.info("adapter: %d steps in %.1f s (%.0f pairs/s); best step %d", step, trained, result.pairs_per_s, result.best_step)
+        return loss
+
+    encoder = AdaptedEncoder(base, adapter) if validate is not None else None
+    run_loop(adapter, optimizer, lr, pairs, config, result, step, validate, encoder)
+    log.info("adapter: %d steps in %.1f s (%.0f pairs/s); best step %d", result.steps, result.seconds, result.pairs_per_s, result.best_step)
     return adapter, result
 
 

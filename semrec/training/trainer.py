@@ -317,43 +317,7 @@ def train(
     )
     loss_name = "MultipleNegativesRankingLoss+logQ" if loss_fn is None else type(loss_fn).__name__
     result = TrainResult(device=device.type, bf16=bf16, loss=f"{loss_name}(scale={config.scale:g})")
-    encoder = LiveEncoder(model)
-    best_value, best_state, bad_rounds = -np.inf, None, 0
-
-    def check(step: int) -> bool:
-        """Validate; True when training should stop (patience exhausted)."""
-        nonlocal best_value, best_state, bad_rounds
-        if validate is None:
-            return False
-        metrics = {k: float(v) for k, v in validate(encoder).items()}
-        if config.metric not in metrics:
-            raise ConfigError(f"Validation returned no {config.metric!r} (got {sorted(metrics)}); set TrainConfig.metric.")
-        value = metrics[config.metric]
-        result.history.append({"step": step, "metrics": metrics})
-        log.info("step %d: validation %s = %.4f", step, config.metric, value)
-        if value > best_value:
-            best_value, bad_rounds, result.best_step = value, 0, step
-            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-            return False
-        bad_rounds += 1
-        return bad_rounds >= config.patience
-
-    check(0)
-    batches = no_duplicate_batches(pairs, config.batch_size, seed=config.seed)
-    model.train()
-    trained = 0.0  # seconds spent in steps (validation excluded)
-    step = 0
-    while step < config.max_steps:
-        progress = step / config.max_steps
-        if config.time_budget:
-            progress = max(progress, trained / config.time_budget)
-            if progress >= 1:
-                result.stopped = "time_budget"
-                break
-        tick = time.perf_counter()
-        batch = next(batches)
-        for group in optimizer.param_groups:
-            group["lr"] = lr * _lr_factor(progress, config.warmup)
+    def step(batch) -> "torch.Tensor":
         columns = [[pairs[i].anchor for i in batch], [pairs[i].positive for i in batch]]
         if negatives is not None:
             columns.append([negatives[i] for i in batch])
@@ -372,20 +336,70 @@ def train(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
-        step += 1
+        return loss
+
+    run_loop(model, optimizer, lr, pairs, config, result, step, validate, LiveEncoder(model), log_every=10)
+    log.info("trained %d steps in %.0f s (%.1f pairs/s); best step %d", result.steps, result.seconds, result.pairs_per_s, result.best_step)
+    return result
+
+
+def run_loop(module, optimizer, lr: float, pairs: Sequence[Pair], config: TrainConfig, result: TrainResult,
+             step, validate: Validate | None, encoder, *, log_every: int = 0) -> TrainResult:
+    """The loop every training method shares: batches without duplicates, linear warm-up and
+    decay (by steps, or by the time budget), validation of `encoder` at step 0, every
+    `eval_every` steps and at the end, early stopping on `config.metric`, and the best weights
+    restored into `module`. `step(batch)` runs one optimiser step on a list of pair indices and
+    returns the loss."""
+    best_value, best_state, bad_rounds = -np.inf, None, 0
+
+    def check(at: int) -> bool:
+        """Validate; True when training should stop (patience exhausted)."""
+        nonlocal best_value, best_state, bad_rounds
+        if validate is None:
+            return False
+        metrics = {k: float(v) for k, v in validate(encoder).items()}
+        if config.metric not in metrics:
+            raise ConfigError(f"Validation returned no {config.metric!r} (got {sorted(metrics)}); set TrainConfig.metric.")
+        value = metrics[config.metric]
+        result.history.append({"step": at, "metrics": metrics})
+        log.info("step %d: validation %s = %.4f", at, config.metric, value)
+        if value > best_value:
+            best_value, bad_rounds, result.best_step = value, 0, at
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+            return False
+        bad_rounds += 1
+        return bad_rounds >= config.patience
+
+    check(0)
+    batches = no_duplicate_batches(pairs, config.batch_size, seed=config.seed)
+    module.train()
+    trained = 0.0  # seconds spent in steps (validation excluded)
+    done = 0
+    while done < config.max_steps:
+        progress = done / config.max_steps
+        if config.time_budget:
+            progress = max(progress, trained / config.time_budget)
+            if progress >= 1:
+                result.stopped = "time_budget"
+                break
+        tick = time.perf_counter()
+        batch = next(batches)
+        for group in optimizer.param_groups:
+            group["lr"] = lr * _lr_factor(progress, config.warmup)
+        loss = step(batch)
+        done += 1
         trained += time.perf_counter() - tick
         result.pairs_seen += len(batch)
         result.losses.append(float(loss.detach()))
-        if step % 10 == 0:
-            log.info("step %d/%d loss %.4f (%.1f pairs/s)", step, config.max_steps, np.mean(result.losses[-10:]), result.pairs_seen / trained)
-        if step % config.eval_every == 0 and step < config.max_steps and check(step):
+        if log_every and done % log_every == 0:
+            log.info("step %d/%d loss %.4f (%.1f pairs/s)", done, config.max_steps, np.mean(result.losses[-log_every:]), result.pairs_seen / trained)
+        if done % config.eval_every == 0 and done < config.max_steps and check(done):
             result.stopped = "early_stopping"
             break
-    result.steps, result.seconds = step, trained
-    if validate is not None and (not result.history or result.history[-1]["step"] != step):
-        check(step)
+    result.steps, result.seconds = done, trained
+    if validate is not None and (not result.history or result.history[-1]["step"] != done):
+        check(done)
     if best_state is not None:
-        model.load_state_dict(best_state)
-    model.eval()
-    log.info("trained %d steps in %.0f s (%.1f pairs/s); best step %d", step, trained, result.pairs_per_s, result.best_step)
+        module.load_state_dict(best_state)
+    module.eval()
     return result
