@@ -188,3 +188,48 @@ def test_unknown_method_is_refused(tiny, tmp_path):
     items, events = tiny
     with pytest.raises(ValueError, match="method='fast' is not valid"):
         finetune(items, events, tmp_path / "m", method="fast")
+
+
+
+TINY_HYBRID = dict(collaborative_weight=1.0, popularity_weight=-0.1, cf_dim=4, cf_cold_shrinkage=3.0, cf_cold_neighbours=2)
+
+
+def test_split_evaluator_hybrid_is_the_harness_semrec_scorer(tiny, real_encoder):
+    from semrec.datasets import load_dataset
+    from semrec.evaluation.hybrid import HybridConfig, SemrecScorer
+    from semrec.evaluation.protocol import evaluate
+    from semrec.training import SplitEvaluator
+
+    items, events = tiny
+    _, test = leave_last_out(events)
+    config = HybridConfig(**TINY_HYBRID)
+    tester = SplitEvaluator(load_dataset(items, events), test)
+    vectors = real_encoder.encode([i.text for i in tester.items])
+    expect = evaluate(SemrecScorer(vectors, real_encoder, config).fit(tester.data), tester.data, tester.targets, k=10)
+    got = tester.measure(real_encoder, config, errors=True)
+    for key, value in expect.items():
+        assert got[key] == pytest.approx(getattr(value, "mean", value), abs=1e-9, nan_ok=True)
+    assert got["ndcg@10_se"] == pytest.approx(expect["ndcg@10"].se, abs=1e-12)
+    assert got["ndcg@10_n"] == len(tester.targets.users)
+    # a plain call is the text-only scorer, means only (what validation maximises)
+    assert tester(real_encoder) == pytest.approx(tester.measure(real_encoder), abs=0, nan_ok=True)
+    assert "ndcg@10_se" not in tester(real_encoder)
+
+
+def test_finetune_measures_the_hybrid_scorer_on_test(tiny, tmp_path):
+    from semrec.evaluation.hybrid import HybridConfig
+
+    items, events = tiny
+    config = HybridConfig(**TINY_HYBRID)
+    report = finetune(items, events, tmp_path / "m", method="adapter", hybrid=config,
+                      config=TrainConfig(max_steps=10, batch_size=4, eval_every=5, learning_rate=1e-2))
+    for when in ("before", "after"):
+        for split in ("test", "test_hybrid"):
+            assert 0.0 <= report.metrics[split][when]["ndcg@10"] <= 1.0
+            assert report.metrics[split][when]["ndcg@10_se"] >= 0.0
+    card = read_card(tmp_path / "m")
+    assert card["hybrid"]["cf_dim"] == 4
+    assert card["metrics"]["test_hybrid"]["after"]["ndcg@10"] == report.metrics["test_hybrid"]["after"]["ndcg@10"]
+    # the in-memory encoder is the saved folder's
+    texts = ["Zorblax kettle. Category: Gadgets."]
+    assert np.allclose(report.encoder.encode(texts), load_encoder(tmp_path / "m", backend="torch").encode(texts), atol=1e-5)

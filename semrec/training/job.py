@@ -3,7 +3,9 @@
 Leave-last-out split (the evaluation harness's): pairs come from the validation split's training
 events (each user's last two events are never used), validation NDCG@10 picks the checkpoint
 and stops early, and the test split measures the base and the fine-tuned model with the same
-scorer (semrec's own user vector: summary + pooled items under the same `ProfileConfig`).
+scorer (semrec's own user vector: summary + pooled items under the same `ProfileConfig`) and,
+with `hybrid=`, also with semrec's full scorer (`semrec.evaluation.hybrid.SemrecScorer`: text
+user vector + collaborative vector + popularity prior), which is what the default serves.
 
 Example:
     >>> report = finetune("catalog.csv", "events.csv", "models/shop-ft", config=TrainConfig(max_steps=200))  # doctest: +SKIP
@@ -53,21 +55,41 @@ class _Precomputed:
         return self._users[[self._row[int(u)] for u in users]] @ self._items.T
 
 
+def metric_values(result: dict, *, errors: bool = False) -> dict[str, float]:
+    """The harness's metrics as floats (means); with `errors`, also `<metric>_se` (standard
+    error over users) and `<metric>_n` (users) for every averaged metric."""
+    out = {key: float(getattr(v, "mean", v)) for key, v in result.items()}
+    if errors:
+        for key, v in result.items():
+            if hasattr(v, "se"):
+                out[f"{key}_se"] = float(v.se)
+                out[f"{key}_n"] = int(v.n)
+    return out
+
+
 class SplitEvaluator:
-    """semrec's semantic scorer on one split, for any encoder: profiles and summaries are built
-    once; each call encodes the items and summaries and returns the harness's metrics (means).
+    """semrec on one split, for any encoder: profiles and summaries are built once; each call
+    encodes the items and summaries and returns the harness's metrics (means).
+
+    A call scores with the text-only scorer (semrec's user vector under `profile`, dot product
+    with the item text vectors); `measure(encoder, hybrid)` scores with semrec's full scorer
+    `SemrecScorer(item_vectors, encoder, hybrid)` (`hybrid`: a `HybridConfig`) instead.
+    `data` and `targets` are the harness's `TrainData` and `EvalTargets` of the split, for
+    evaluating other methods on exactly the same users and catalogue.
 
     Example:
         >>> val_eval = SplitEvaluator(dataset, val_split)      # doctest: +SKIP
         >>> val_eval(load_encoder(backend="torch"))["ndcg@10"]                # doctest: +SKIP
+        >>> val_eval.measure(encoder, DEFAULT_CONFIG, errors=True)["ndcg@10_se"]   # doctest: +SKIP
     """
 
-    def __init__(self, dataset: Dataset, split, profile: ProfileConfig | None = None, *, k: int = 10) -> None:
+    def __init__(self, dataset: Dataset, split, profile: ProfileConfig | None = None, *, k: int = 10, seed: int = 0) -> None:
         from ..evaluation.protocol import EvalTargets, TrainData
         from ..evaluation.semantic import build_profiles
 
         self.profile = profile or ProfileConfig()
         self.k = k
+        self.seed = seed
         self.split = split
         self.items = load_catalog(dataset.catalog(split.tag_cutoff)).items
         self.data = TrainData.build(split.train, self.items)
@@ -77,10 +99,25 @@ class SplitEvaluator:
         self.summaries = [p.summary(self.profile) for p in profiles]
 
     def __call__(self, encoder) -> dict[str, float]:
+        return self.measure(encoder)
+
+    def measure(self, encoder, hybrid=None, *, errors: bool = False) -> dict[str, float]:
+        """Metrics of `encoder` under the text-only scorer (`hybrid` None) or under
+        `SemrecScorer(item_vectors, encoder, hybrid)`; see `metric_values` for `errors`."""
+        from ..evaluation.hybrid import SemrecScorer
         from ..evaluation.protocol import evaluate
-        from ..profiles import user_vector
 
         item_vectors = encoder.encode([i.text for i in self.items])
+        if hybrid is None:
+            scorer = self._text_scorer(encoder, item_vectors)
+        else:
+            scorer = SemrecScorer(item_vectors, encoder, hybrid, seed=self.seed).fit(self.data)
+        result = evaluate(scorer, self.data, self.targets, k=self.k)
+        return metric_values(result, errors=errors)
+
+    def _text_scorer(self, encoder, item_vectors: np.ndarray) -> _Precomputed:
+        from ..profiles import user_vector
+
         by_id = dict(zip(self.data.item_ids, item_vectors))
         tw = self.profile.text_weight
         summary_vectors = encoder.encode(self.summaries) if tw > 0 else [None] * len(self.summaries)
@@ -88,9 +125,7 @@ class SplitEvaluator:
             user_vector(s if tw > 0 else None, by_id, w if tw < 1 else {}, tw)
             for s, w in zip(summary_vectors, self.weights)
         ])
-        scorer = _Precomputed(self.targets.users, users, item_vectors)
-        result = evaluate(scorer, self.data, self.targets, k=self.k)
-        return {key: float(getattr(v, "mean", v)) for key, v in result.items()}
+        return _Precomputed(self.targets.users, users, item_vectors)
 
 
 @dataclass
@@ -101,6 +136,10 @@ class FinetuneReport:
     method: str
     metrics: dict = field(default_factory=dict)
     info: dict = field(default_factory=dict)
+    #: the fine-tuned encoder in memory (the same vectors as the saved folder gives; for the
+    #: adapter it reuses the base model's cached vectors) and the base encoder
+    encoder: object | None = field(default=None, repr=False)
+    base: object | None = field(default=None, repr=False)
 
 
 def _method(method: str, device: str) -> str:
@@ -126,6 +165,7 @@ def finetune(
     item_pairs_per_user: int | None = 50,
     evaluate_test: bool = True,
     cache_dir: str | Path | None = None,
+    hybrid=None,
 ) -> FinetuneReport:
     """Fine-tune the encoder on interactions and save it (safetensors) with a model card.
 
@@ -146,6 +186,10 @@ def finetune(
             event's item) from each user's last `item_pairs_per_user` training events.
         evaluate_test: also measure base and fine-tuned model on the test split.
         cache_dir: where base-model vectors are cached between runs (None: memory only).
+        hybrid: a `semrec.evaluation.hybrid.HybridConfig` (e.g. `DEFAULT_CONFIG`, what semrec
+            serves by default): the test split also measures base and fine-tuned model with
+            `SemrecScorer(item_vectors, encoder, hybrid)`, as metrics["test_hybrid"]. Validation
+            (checkpoint, early stopping) stays on the text-only scorer.
 
     Returns:
         A `FinetuneReport` (folder, method, before/after metrics, the card's content).
@@ -160,7 +204,7 @@ def finetune(
     started = time.perf_counter()
     dataset = catalog if isinstance(catalog, Dataset) else load_dataset(catalog, events)
     val, test = leave_last_out(dataset.events)
-    validator = SplitEvaluator(dataset, val, profile)
+    validator = SplitEvaluator(dataset, val, profile, seed=config.seed)
     if max_pairs is None and method == "full":
         max_pairs = config.batch_size * config.max_steps
     pairs = history_pairs(val.train, validator.items, profile, max_per_user=max_per_user, limit=max_pairs, seed=config.seed)
@@ -200,8 +244,12 @@ def finetune(
         tuned = AdaptedEncoder(base, adapter, name=str(out))
     metrics = {"validation": {"before": result.before or {}, "after": result.best or {}}}
     if evaluate_test:
-        tester = SplitEvaluator(dataset, test, profile)
-        metrics["test"] = {"before": tester(base), "after": tester(tuned)}
+        tester = SplitEvaluator(dataset, test, profile, seed=config.seed)
+        metrics["test"] = {"before": tester.measure(base, errors=True), "after": tester.measure(tuned, errors=True)}
+        if hybrid is not None:
+            metrics["test_hybrid"] = {
+                "before": tester.measure(base, hybrid, errors=True), "after": tester.measure(tuned, hybrid, errors=True),
+            }
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model.save(str(out), create_model_card=False, safe_serialization=True)
@@ -227,10 +275,11 @@ def finetune(
             "item_pairs_per_user": item_pairs_per_user if item_pairs else 0,
         },
         "profile": profile.model_dump(),
+        "hybrid": hybrid.model_dump() if hybrid is not None else None,
         "config": config.model_dump(),
         "training": result.to_dict(),
         "metrics": metrics,
         "seconds_total": round(time.perf_counter() - started, 1),
     }
     write_card(out, info)
-    return FinetuneReport(out, method, metrics, info)
+    return FinetuneReport(out, method, metrics, info, encoder=tuned, base=base)
