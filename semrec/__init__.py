@@ -9,6 +9,7 @@ Example:
 """
 
 from .catalog import Catalog, Item, Reject, load_catalog, write_rejects
+from .collaborative import CollaborativeConfig
 from .encoders import Encoder, ModelFingerprint, load_encoder
 from .errors import (
     CatalogError,
@@ -22,7 +23,7 @@ from .errors import (
 )
 from .profiles import Event, ProfileConfig, UserProfile
 from .ranking import Recommendation, Results
-from .recommender import IndexReport, Recommender, RecommenderConfig, RecordReport
+from .recommender import CollaborativeReport, IndexReport, Recommender, RecommenderConfig, RecordReport
 from .store import EdgeStore, QdrantStore, VectorStore, open_store
 
 __version__ = "0.1.0"
@@ -30,6 +31,8 @@ __version__ = "0.1.0"
 __all__ = [
     "Catalog",
     "CatalogError",
+    "CollaborativeConfig",
+    "CollaborativeReport",
     "ConfigError",
     "EdgeStore",
     "Encoder",

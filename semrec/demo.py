@@ -36,4 +36,6 @@ def build_demo(path: str | Path, **open_options) -> Recommender:
     if rec.n_items == 0:
         rec.index_items(sample_catalog_path())
         rec.record_many(sample_events_path())
+        if rec.layout.hybrid:
+            rec.fit_collaborative()
     return rec

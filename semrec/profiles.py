@@ -143,6 +143,19 @@ class UserProfile(BaseModel):
         return weights
 
 
+def pool_vectors(vectors: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray | None:
+    """Unit-length weighted mean of the vectors of the weighted ids present (None if none is).
+
+    Example:
+        >>> pool_vectors({"a": np.array([1.0, 0]), "b": np.array([0, 1.0])}, {"a": 1, "b": 1, "c": 5}).round(3).tolist()
+        [0.707, 0.707]
+    """
+    present = [(vectors[i], w) for i, w in weights.items() if i in vectors and w > 0]
+    if not present:
+        return None
+    return l2_normalize(np.average(np.stack([v for v, _ in present]), axis=0, weights=[w for _, w in present]))
+
+
 def user_vector(
     summary_vector: np.ndarray | None,
     item_vectors: dict[str, np.ndarray],
@@ -156,11 +169,7 @@ def user_vector(
         >>> np.round(v, 3).tolist()
         [0.707, 0.707]
     """
-    pooled = None
-    present = [(item_vectors[i], w) for i, w in weights.items() if i in item_vectors and w > 0]
-    if present:
-        stacked = np.stack([v for v, _ in present])
-        pooled = l2_normalize(np.average(stacked, axis=0, weights=[w for _, w in present]))
+    pooled = pool_vectors(item_vectors, weights)
     if summary_vector is None and pooled is None:
         raise ConfigError("A user vector needs a history or interests; this profile has neither.")
     if pooled is None:

@@ -92,11 +92,13 @@ def explain(
 ) -> list[str]:
     """Why each item was recommended: the history item it is closest to, and shared tags/category.
 
-    Hits must carry vectors; `history_vectors` has one row per name in `history_names`.
+    Hits must carry vectors; `history_vectors` has one row per name in `history_names` and is
+    compared with the first `history_vectors.shape[1]` components of the hits' vectors.
     """
     nearest = None
     if len(history_names) and all(h.vector is not None for h in hits) and hits:
-        nearest = np.argmax(np.stack([h.vector for h in hits]) @ history_vectors.T, axis=1)
+        width = history_vectors.shape[1]
+        nearest = np.argmax(np.stack([h.vector[:width] for h in hits]) @ history_vectors.T, axis=1)
     reasons = []
     for row, hit in enumerate(hits):
         parts = [f"like {history_names[nearest[row]]}"] if nearest is not None else []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,9 +14,10 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from .catalog import DEFAULT_TEMPLATE, Item, Reject, canonical_id, load_catalog, read_table, write_rejects
+from .collaborative import CollaborativeConfig, VectorLayout, fit_item_parts, neighbour_mean
 from .encoders import Encoder, ModelFingerprint, load_encoder
 from .errors import ConfigError, ModelMismatchError, NotIndexedError, UnknownUserError
-from .profiles import Event, ProfileConfig, UserProfile, events_from_frame, make_event, user_vector
+from .profiles import Event, ProfileConfig, UserProfile, events_from_frame, make_event, pool_vectors, user_vector
 from .ranking import Recommendation, Results, explain, mmr
 from .store import Hit, VectorStore, open_store, parse_filter, point_id
 
@@ -25,6 +27,8 @@ ITEMS = "items"
 USERS = "users"
 #: Fields semrec indexes on every item collection.
 _BASE_INDEXES = {"item_id": "keyword", "category_levels": "keyword", "tags": "keyword", "popularity": "float"}
+#: Payload field: an item's interactions at the last `fit_collaborative()` (hybrid stores).
+CF_INTERACTIONS = "cf_interactions"
 #: A filter on "category" matches the category and every sub-category.
 _FILTER_ALIASES = {"category": "category_levels"}
 
@@ -40,6 +44,9 @@ class RecommenderConfig(BaseModel):
             returns the whole (filtered) catalogue.
         diversity: default MMR trade-off (0 = pure relevance).
         template: how item text is built from name, category, tags, description.
+        profile: how user profiles are kept and turned into text vectors.
+        collaborative: the collaborative signal and popularity prior fused into every
+            recommendation (`dim=0`: a text-only store). Fit with `fit_collaborative()`.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -50,6 +57,7 @@ class RecommenderConfig(BaseModel):
     template: str = DEFAULT_TEMPLATE
     encode_batch_size: int = Field(64, ge=1)
     profile: ProfileConfig = Field(default_factory=ProfileConfig)
+    collaborative: CollaborativeConfig = Field(default_factory=CollaborativeConfig)
 
 
 @dataclass
@@ -63,6 +71,17 @@ class IndexReport:
     @property
     def ok(self) -> bool:
         return not self.rejected
+
+
+@dataclass
+class CollaborativeReport:
+    """What `fit_collaborative` did."""
+
+    users: int
+    items: int
+    interactions: int
+    warm_items: int
+    seconds: float
 
 
 @dataclass
@@ -89,6 +108,7 @@ class Recommender:
         self.store = store
         self.encoder = encoder
         self.config = config or RecommenderConfig()
+        self._layout: VectorLayout | None = None
         self._check_model(ITEMS)
         self._check_model(USERS)
 
@@ -134,6 +154,7 @@ class Recommender:
         refresh = getattr(self.store, "refresh", None)
         if refresh is None or not refresh():
             return False
+        self._layout = None
         self._check_model(ITEMS)
         self._check_model(USERS)
         return True
@@ -187,10 +208,82 @@ class Recommender:
             )
         self._ensure_collection(ITEMS)
         self._ensure_indexes(items)
+        layout = self.layout
         ids = [point_id("item", i.item_id) for i in items]
-        popularity = {h.id: h.payload.get("popularity", 0.0) for h in self.store.retrieve(ITEMS, ids)}
-        payloads = [{**i.payload(), "popularity": popularity.get(pid, 0.0)} for pid, i in zip(ids, items)]
+        stored = {h.id: h for h in self.store.retrieve(ITEMS, ids, with_vectors=layout.hybrid)}
+        kept = ("popularity", CF_INTERACTIONS) if layout.hybrid else ("popularity",)
+        payloads = [
+            {**i.payload(), **{f: stored[pid].payload.get(f, 0.0) if pid in stored else 0.0 for f in kept}}
+            for pid, i in zip(ids, items)
+        ]
+        if layout.hybrid:
+            # an item keeps its collaborative part (behaviour does not change with its text); a new
+            # one borrows it from its nearest items by text that had interactions at the last fit
+            vectors = np.asarray(vectors, np.float32)
+            new = [r for r, pid in enumerate(ids) if pid not in stored]
+            imputed = dict(zip(new, self._impute_cf(vectors[new]))) if new else {}
+            vectors = np.stack([
+                np.concatenate([v, stored[pid].vector[layout.text :]]) if pid in stored else layout.items(v[None], imputed[r][None])[0]
+                for r, (pid, v) in enumerate(zip(ids, vectors))
+            ])
         self.store.upsert(ITEMS, ids, vectors, payloads)
+
+    def fit_collaborative(self, *, seed: int = 0) -> CollaborativeReport:
+        """(Re)fit the collaborative part of every item from the users' interactions so far.
+
+        Who interacted with what comes from the stored profiles (every item each user has
+        seen). Items get their collaborative vector (cold ones shrunk towards their text
+        neighbours') and a popularity component; users' collaborative parts are re-pooled. Run
+        it after loading events and then periodically (e.g. nightly), like any collaborative
+        model; between fits, events still update users in real time, and new items borrow their
+        text neighbours' collaborative vectors.
+        """
+        started = time.perf_counter()
+        layout, cfg = self.layout, self.config.collaborative
+        if not layout.hybrid:
+            raise ConfigError(
+                "This store was created text-only (collaborative dim 0), so it has no room for "
+                "collaborative vectors. Re-index into a new store with "
+                "RecommenderConfig(collaborative=CollaborativeConfig(dim=512)) to use them."
+            )
+        items = list(self.store.scroll(ITEMS, with_vectors=True)) if self.store.has_collection(ITEMS) else []
+        if not items:
+            raise NotIndexedError("No items are indexed yet; call index_items() with a catalog first.")
+        users = list(self.store.scroll(USERS, with_vectors=True)) if self.store.has_collection(USERS) else []
+        column = {h.payload["item_id"]: j for j, h in enumerate(items)}
+        rows, cols = [], []
+        for r, user in enumerate(users):
+            seen = [column[i] for i in user.payload.get("seen", []) if i in column]
+            rows += [r] * len(seen)
+            cols += seen
+        import scipy.sparse as sp
+
+        matrix = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(users), len(items)))
+        text = layout.text_part(np.stack([h.vector for h in items]))
+        _, cf, pop = fit_item_parts(matrix, text, cfg.model_copy(update={"dim": layout.collaborative}), seed=seed)
+        counts = np.asarray(matrix.sum(0)).ravel()
+        self._ensure_collection(ITEMS)  # the interactions index on stores made before it existed
+        vectors = layout.items(text, cf, pop)
+        for start in range(0, len(items), 1000):
+            chunk = items[start : start + 1000]
+            payloads = [{**h.payload, CF_INTERACTIONS: float(n)} for h, n in zip(chunk, counts[start : start + 1000])]
+            self.store.upsert(ITEMS, [h.id for h in chunk], vectors[start : start + 1000], payloads)
+        self.store.finish_bulk_load(ITEMS)
+        by_item = {h.payload["item_id"]: cf[j] for j, h in enumerate(items)}
+        for start in range(0, len(users), 1000):
+            chunk = users[start : start + 1000]
+            vectors_u = []
+            for user in chunk:
+                profile = UserProfile.model_validate(user.payload)
+                pooled = pool_vectors(by_item, profile.pooling_weights(self.config.profile))
+                vectors_u.append(layout.user(layout.text_part(user.vector), pooled))
+            self.store.upsert(USERS, [h.id for h in chunk], np.stack(vectors_u), [h.payload for h in chunk])
+        if users:
+            self.store.finish_bulk_load(USERS)
+        return CollaborativeReport(
+            len(users), len(items), int(matrix.nnz), int((counts >= cfg.min_interactions).sum()),
+            round(time.perf_counter() - started, 2),
+        )
 
     def finish_indexing(self) -> None:
         """Build the ANN index after a bulk load (done by `index_items` itself)."""
@@ -202,17 +295,26 @@ class Recommender:
         return self._item_hits([canonical_id(item_id)])[0].payload
 
     def item_vectors(self) -> tuple[list[dict[str, Any]], np.ndarray]:
-        """Every stored item's fields and its vector (for exploration and plots)."""
+        """Every stored item's fields and its text vector (for exploration and plots)."""
         hits = list(self.store.scroll(ITEMS, with_vectors=True)) if self.store.has_collection(ITEMS) else []
-        vectors = np.stack([h.vector for h in hits]) if hits else np.zeros((0, self.encoder.dim), np.float32)
+        vectors = self.layout.text_part(np.stack([h.vector for h in hits])) if hits else np.zeros((0, self.encoder.dim), np.float32)
         return [h.payload for h in hits], vectors
 
     def user_vector(self, user_id: Any) -> np.ndarray | None:
-        """The stored vector of a user (None for an unknown user)."""
+        """The text vector of a user, in the items' text space (None for an unknown user)."""
         if not self.store.has_collection(USERS):
             return None
         hits = self.store.retrieve(USERS, [point_id("user", canonical_id(user_id, "user_id"))], with_vectors=True)
-        return hits[0].vector if hits else None
+        return self.layout.text_part(hits[0].vector) if hits else None
+
+    @property
+    def layout(self) -> VectorLayout:
+        """How the stored vectors are laid out: fixed when the item collection is created."""
+        if self._layout is None:
+            if not self.store.has_collection(ITEMS):
+                return VectorLayout(self.encoder.dim, self.config.collaborative.dim)
+            self._layout = VectorLayout.from_metadata(self.store.collection_metadata(ITEMS), self.encoder.dim)
+        return self._layout
 
     @property
     def n_items(self) -> int:
@@ -297,21 +399,29 @@ class Recommender:
         profile = UserProfile.model_validate(hits[0].payload)
         if exclude_seen:
             flt.exclude_ids = [point_id("item", i) for i in profile.seen]
-        return self._rank(hits[0].vector, k, flt, diversity, profile if explain_results else None)
+        layout, cfg = self.layout, self.config.collaborative
+        stored = hits[0].vector
+        query = layout.query(layout.text_part(stored), layout.cf_part(stored), weight=cfg.weight, popularity_weight=cfg.popularity_weight)
+        return self._rank(query, k, flt, diversity, profile if explain_results else None)
 
     def search(self, text: str, k: int = 10, filter: dict[str, Any] | None = None, *, diversity: float | None = None) -> Results:
-        """Items closest to a free text (e.g. "quiet wireless earphones")."""
+        """Items closest to a free text (e.g. "quiet wireless earphones"), by text alone."""
         if not isinstance(text, str) or not text.strip():
             raise ConfigError(f"search text {text!r} is empty; expected words describing items.")
-        return self._rank(self.encoder.encode_query(text), self._check_k(k), self._filter(filter), diversity, None)
+        query = self.layout.query(self.encoder.encode_query(text))
+        return self._rank(query, self._check_k(k), self._filter(filter), diversity, None)
 
     def similar(self, item_id: Any, k: int = 10, filter: dict[str, Any] | None = None, *, diversity: float | None = None) -> Results:
-        """Items closest to a given item (the item itself excluded)."""
+        """Items closest to a given item (the item itself excluded): scored as for a user whose
+        only event is this item (text, collaborative and popularity parts)."""
         iid = canonical_id(item_id)
         anchor = self._item_hits([iid], with_vectors=True)[0]
         flt = self._filter(filter)
         flt.exclude_ids = [anchor.id]
-        return self._rank(anchor.vector, self._check_k(k), flt, diversity, None)
+        layout, cfg = self.layout, self.config.collaborative
+        cf = pool_vectors({iid: layout.cf_part(anchor.vector)}, {iid: 1.0}) if layout.hybrid else None
+        query = layout.query(layout.text_part(anchor.vector), cf, weight=cfg.weight, popularity_weight=cfg.popularity_weight)
+        return self._rank(query, self._check_k(k), flt, diversity, None)
 
     def popular(self, k: int = 10, filter: dict[str, Any] | None = None) -> Results:
         """The items with the most distinct users, most popular first."""
@@ -329,7 +439,7 @@ class Recommender:
             return Results(Recommendation.from_hit(h) for h in hits)
         recent = {e.item_id: e.name for e in profile.history[-20:]}
         vectors = self.store.retrieve(ITEMS, [point_id("item", i) for i in recent], with_vectors=True, with_payload=False)
-        by_id = {h.id: h.vector for h in vectors}
+        by_id = {h.id: h.vector[: self.layout.user_dim] for h in vectors}
         names = [n for i, n in recent.items() if point_id("item", i) in by_id]
         matrix = np.stack([by_id[point_id("item", i)] for i in recent if point_id("item", i) in by_id]) if names else np.zeros((0, 0))
         reasons = explain(hits, names, matrix, profile.tag_counts, profile.category_counts)
@@ -370,17 +480,19 @@ class Recommender:
         if not profiles:
             return
         self._ensure_collection(USERS)
-        config = self.config.profile
+        config, layout = self.config.profile, self.layout
         summaries = [p.summary(config) for p in profiles.values()]
         summary_vectors = self.encoder.encode(summaries, batch_size=self.config.encode_batch_size)
         history_ids = list(dict.fromkeys(e.item_id for p in profiles.values() for e in p.history))
-        item_vectors = {h.payload["item_id"]: h.vector for h in self._item_hits(history_ids, with_vectors=True, missing_ok=True)}
-        vectors = np.stack(
-            [
-                user_vector(s, item_vectors, p.pooling_weights(config), config.text_weight)
-                for s, p in zip(summary_vectors, profiles.values())
-            ]
-        )
+        hits = self._item_hits(history_ids, with_vectors=True, missing_ok=True) if history_ids else []
+        text = {h.payload["item_id"]: layout.text_part(h.vector) for h in hits}
+        cf = {h.payload["item_id"]: layout.cf_part(h.vector) for h in hits} if layout.hybrid else {}
+        vectors = []
+        for summary, profile in zip(summary_vectors, profiles.values()):
+            weights = profile.pooling_weights(config)
+            text_vector = user_vector(summary, text, weights, config.text_weight)
+            vectors.append(layout.user(text_vector, pool_vectors(cf, weights) if layout.hybrid else None))
+        vectors = np.stack(vectors)
         ids = [point_id("user", uid) for uid in profiles]
         payloads = [p.model_dump() for p in profiles.values()]
         self.store.upsert(USERS, ids, vectors, payloads)
@@ -442,12 +554,32 @@ class Recommender:
 
     def _ensure_collection(self, name: str) -> None:
         if self.store.has_collection(name):
+            if name == ITEMS and self.layout.hybrid and CF_INTERACTIONS not in self.store.payload_indexes(ITEMS):
+                self.store.create_payload_index(ITEMS, CF_INTERACTIONS, "float")
             return
-        fp = self.encoder.fingerprint
-        self.store.create_collection(name, fp.dim, {"model": fp.to_dict(), "template": self.config.template})
+        fp, layout = self.encoder.fingerprint, self.layout
+        metadata = {"model": fp.to_dict(), "template": self.config.template, "layout": layout.to_dict()}
+        self.store.create_collection(name, layout.item_dim if name == ITEMS else layout.user_dim, metadata)
         if name == ITEMS:
             for field_name, kind in _BASE_INDEXES.items():
                 self.store.create_payload_index(ITEMS, field_name, kind)
+            if layout.hybrid:
+                self.store.create_payload_index(ITEMS, CF_INTERACTIONS, "float")
+
+    def _impute_cf(self, text_vectors: np.ndarray) -> np.ndarray:
+        """Collaborative parts for new items: the similarity-weighted mean of the stored cf parts
+        of their nearest items by text among those with enough interactions at the last fit."""
+        layout, cfg = self.layout, self.config.collaborative
+        out = np.zeros((len(text_vectors), layout.collaborative), np.float32)
+        warm = parse_filter({CF_INTERACTIONS: {"gte": cfg.min_interactions}})
+        if cfg.cold_shrinkage <= 0 or not self.store.top_by(ITEMS, CF_INTERACTIONS, 1, warm):
+            return out  # never fitted, or imputation turned off
+        for row, vector in enumerate(text_vectors):
+            hits = self.store.query(ITEMS, layout.query(vector), cfg.cold_neighbours, warm, with_vectors=True)
+            if hits:
+                sims = np.array([h.score for h in hits], np.float32)
+                out[row] = neighbour_mean(sims, np.stack([layout.cf_part(h.vector) for h in hits]))
+        return out
 
     def _ensure_indexes(self, items: list[Item]) -> None:
         """Index every filterable extra column before its values are loaded."""

@@ -7,10 +7,9 @@ popularity prior, fused as one weighted dot product.
 
 `cf_vector(i)` is row i of V*S from a truncated SVD of the user x item matrix whose columns are
 scaled to unit length (so <cf_i, cf_j> approximates the co-occurrence cosine of ItemKNN), and
-`pooled_cf(u)` is the unit-length, recency-weighted mean of the user's history items' own cf
-vectors (the candidates' cf vectors are shrunk towards their text neighbours' when they have few
-interactions, see `impute_cold`),
-with the same `UserProfile.pooling_weights` as the semantic vector. The three terms are one dot
+`pooled_cf(u)` is the unit-length, recency-weighted mean of the user's history items' stored cf
+vectors (shrunk towards their text neighbours' when they have few interactions, see
+`impute_cold`), with the same `UserProfile.pooling_weights` as the semantic vector. The three terms are one dot
 product of concatenated vectors, so the fused ranking is a single nearest-neighbour query:
 item = [text_vector, cf_vector, pop], user = [w_sem * user_vector, w_cf * pooled_cf, w_pop].
 """
@@ -18,9 +17,10 @@ item = [text_vector, cf_vector, pop], user = [w_sem * user_vector, w_cf * pooled
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..collaborative import CollaborativeConfig, fit_item_parts, popularity_feature
+from ..collaborative import collaborative_vectors, impute_cold  # noqa: F401  (re-exported)
 from ..profiles import ProfileConfig
 from .protocol import TrainData
 from .semantic import UserParts
@@ -53,6 +53,23 @@ class HybridConfig(BaseModel):
     cf_cold_shrinkage: float = Field(10.0, ge=0)
     cf_cold_neighbours: int = Field(10, ge=1)
 
+    def collaborative(self) -> CollaborativeConfig:
+        """The same settings as a `Recommender`'s `CollaborativeConfig`."""
+        return CollaborativeConfig(
+            dim=self.cf_dim, weight=self.collaborative_weight, popularity_weight=self.popularity_weight,
+            cold_shrinkage=self.cf_cold_shrinkage, cold_neighbours=self.cf_cold_neighbours, user_damping=self.cf_user_damping,
+        )
+
+    @classmethod
+    def from_recommender(cls, profile: ProfileConfig, collaborative: CollaborativeConfig) -> "HybridConfig":
+        """The configuration that scores what a `Recommender` with these settings serves."""
+        return cls(
+            profile=profile, collaborative_weight=collaborative.weight if collaborative.dim else 0.0,
+            popularity_weight=collaborative.popularity_weight if collaborative.dim else 0.0,
+            cf_dim=max(collaborative.dim, 1), cf_user_damping=collaborative.user_damping,
+            cf_cold_shrinkage=collaborative.cold_shrinkage, cf_cold_neighbours=collaborative.cold_neighbours,
+        )
+
     def label(self) -> str:
         p = self.profile
         parts = [f"tw={p.text_weight:g}", f"hl={p.half_life:g}"]
@@ -65,72 +82,6 @@ class HybridConfig(BaseModel):
         if self.semantic_weight != 1:
             parts.append(f"sem={self.semantic_weight:g}")
         return "semrec(" + ",".join(parts) + ")"
-
-
-def collaborative_vectors(matrix: sp.csr_matrix, dim: int, *, user_damping: float = 0.0, seed: int = 0) -> np.ndarray:
-    """(items, dim) collaborative item vectors: V*S of a truncated SVD of the column-normalised
-    user x item matrix (rows scaled by n_u ** -user_damping first). Items without interactions
-    get zero vectors.
-
-    Example:
-        >>> X = sp.csr_matrix(np.array([[1, 1, 0], [1, 1, 0], [0, 0, 1]], dtype=np.float32))
-        >>> V = collaborative_vectors(X, 2)
-        >>> bool(np.isclose(V[0] @ V[1], 1.0)), bool(np.isclose(V[0] @ V[2], 0.0))
-        (True, True)
-    """
-    from scipy.sparse.linalg import svds
-
-    X = sp.csr_matrix(matrix, dtype=np.float64)
-    if user_damping:
-        n_u = np.asarray(X.sum(1)).ravel()
-        X = sp.diags(np.where(n_u > 0, n_u, 1.0) ** -user_damping) @ X
-    col = np.sqrt(np.asarray(X.multiply(X).sum(0)).ravel())
-    X = X @ sp.diags(np.where(col > 0, 1.0 / np.maximum(col, 1e-12), 0.0))
-    k = min(dim, min(X.shape) - 1)
-    rng = np.random.default_rng(seed)
-    v0 = rng.standard_normal(min(X.shape))
-    _, s, vt = svds(X, k=k, v0=v0)
-    vectors = (vt.T * s).astype(np.float32)
-    if k < dim:
-        vectors = np.pad(vectors, ((0, 0), (0, dim - k)))
-    return vectors
-
-
-def impute_cold(cf: np.ndarray, text_vectors: np.ndarray, counts: np.ndarray, *, shrinkage: float, neighbours: int = 10, min_count: int = 3, chunk: int = 2048) -> np.ndarray:
-    """Shrink each item's cf vector towards the cf vectors of its nearest items by text:
-    n/(n+kappa) * cf_i + kappa/(n+kappa) * sum_j cos(i,j)+ cf_j / sum_j cos(i,j)+ over its
-    `neighbours` most similar items (by text vector) with >= `min_count` interactions.
-
-    Example:
-        >>> cf = np.array([[1.0, 0], [0, 1.0], [0, 0]], np.float32)
-        >>> text = np.array([[1.0, 0], [0, 1.0], [0.8, 0.6]], np.float32)
-        >>> impute_cold(cf, text, np.array([5, 5, 0]), shrinkage=1, neighbours=1, min_count=3)[2].tolist()
-        [1.0, 0.0]
-    """
-    if shrinkage <= 0:
-        return cf
-    warm = np.flatnonzero(counts >= min_count)
-    if len(warm) == 0:
-        return cf
-    m = min(neighbours, len(warm))
-    imputed = np.zeros_like(cf)
-    for start in range(0, len(cf), chunk):
-        sims = text_vectors[start : start + chunk] @ text_vectors[warm].T
-        rows = np.arange(sims.shape[0])
-        own = np.searchsorted(warm, np.arange(start, start + sims.shape[0]))
-        is_own = (own < len(warm)) & (warm[np.minimum(own, len(warm) - 1)] == np.arange(start, start + sims.shape[0]))
-        sims[rows[is_own], own[is_own]] = -np.inf  # an item is not its own neighbour
-        nb = np.argpartition(-sims, m - 1, axis=1)[:, :m]
-        w = np.maximum(np.take_along_axis(sims, nb, 1), 0)
-        imputed[start : start + len(sims)] = np.einsum("im,imd->id", w, cf[warm][nb]) / np.maximum(w.sum(1, keepdims=True), 1e-12)
-    lam = (shrinkage / (counts + shrinkage)).astype(np.float32)[:, None]
-    return ((1 - lam) * cf + lam * imputed).astype(np.float32)
-
-
-def popularity_feature(counts: np.ndarray) -> np.ndarray:
-    """log1p(count) / log1p(max count): 0 for unseen items, 1 for the most popular."""
-    top = np.log1p(counts.max()) if len(counts) and counts.max() > 0 else 1.0
-    return (np.log1p(counts) / top).astype(np.float32)
 
 
 class SemrecScorer:
@@ -150,10 +101,7 @@ class SemrecScorer:
         self._pop = popularity_feature(data.counts)
         self._cf = self._cf_items = None
         if cfg.collaborative_weight:
-            self._cf = collaborative_vectors(data.matrix, cfg.cf_dim, user_damping=cfg.cf_user_damping, seed=self.seed)
-            self._cf_items = impute_cold(
-                self._cf, self.item_vectors, data.counts, shrinkage=cfg.cf_cold_shrinkage, neighbours=cfg.cf_cold_neighbours
-            )
+            self._cf, self._cf_items, self._pop = fit_item_parts(data.matrix, self.item_vectors, cfg.collaborative(), seed=self.seed)
         self._parts = None
         return self
 
@@ -176,8 +124,8 @@ class SemrecScorer:
             blocks_u.append(cfg.semantic_weight * parts.semantic(dict(zip(ids, self.item_vectors)), cfg.profile.text_weight))
             blocks_i.append(self.item_vectors)
         if self._cf is not None:
-            # users pool the items' own cf vectors; candidates are scored with the cold-shrunk ones
-            blocks_u.append(cfg.collaborative_weight * parts.pooled(dict(zip(ids, self._cf))))
+            # users pool the stored (cold-shrunk) cf vectors, as the Recommender does
+            blocks_u.append(cfg.collaborative_weight * parts.pooled(dict(zip(ids, self._cf_items))))
             blocks_i.append(self._cf_items)
         if cfg.popularity_weight:
             blocks_u.append(np.full((len(parts.users), 1), cfg.popularity_weight, np.float32))
@@ -190,14 +138,7 @@ class SemrecScorer:
         return self._query[self._parts.rows(users)] @ self._keys.T
 
 
-#: semrec's default configuration: the one selected on MovieLens latest-small's leave-last-out
-#: validation split (best NDCG@10 with NDCG, coverage@10 >= 2x ALS's and cold-slice recall above
-#: every collaborative peer's; see benchmarks/RESULTS-quality.md).
-DEFAULT_CONFIG = HybridConfig(
-    profile=ProfileConfig(half_life=1.0, text_weight=0.5),
-    semantic_weight=1.0,
-    collaborative_weight=1.0,
-    popularity_weight=-0.1,
-    cf_dim=512,
-    cf_cold_shrinkage=3.0,
-)
+#: What a `Recommender` with the default `RecommenderConfig` serves (the profile and
+#: collaborative defaults were selected on MovieLens latest-small's leave-last-out validation
+#: split; see benchmarks/RESULTS.md section 2).
+DEFAULT_CONFIG = HybridConfig.from_recommender(ProfileConfig(), CollaborativeConfig())

@@ -29,7 +29,7 @@ DEFAULT_GRID: dict[str, Sequence[Any]] = {
     "half_life": (1.0, 2.0, 3.0, 10.0),
     "text_weight": (0.0, 0.5, 1.0),
     "collaborative_weight": (0.0, 1.0, 2.0, 4.0),
-    "popularity_weight": (-0.1, 0.0, 0.1),
+    "popularity_weight": (-0.2, -0.1, 0.0, 0.1),
     "cf_dim": (512,),
     "cf_cold_shrinkage": (0.0, 3.0, 10.0),
 }
@@ -88,8 +88,8 @@ def grid_search(
         profile = base.profile.model_copy(update={"half_life": half_life})
         parts = UserParts(data, users, profile, encoder, summaries=any(t > 0 for t in g["text_weight"]))
         sem = {tw: parts.semantic(by_id, tw) @ item_vectors.T for tw in g["text_weight"]}
-        pooled = {d: parts.pooled(dict(zip(ids, raw[d]))) for d in raw}
-        cf = {(d, kappa): pooled[d] @ vecs.T for (d, kappa), vecs in cf_items.items()}
+        # users pool the stored (cold-shrunk) cf vectors, as the Recommender does
+        cf = {key: parts.pooled(dict(zip(ids, vecs))) @ vecs.T for key, vecs in cf_items.items()}
         for tw, wc, wp, dim, kappa in itertools.product(
             g["text_weight"], g["collaborative_weight"], g["popularity_weight"], g["cf_dim"], g["cf_cold_shrinkage"]
         ):

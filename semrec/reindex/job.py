@@ -321,6 +321,8 @@ def _rebuild_users(target, live: str | None, rec: Recommender, batch_size: int, 
             by_value[float(count)].append(point_id("item", item_id))
     for value, ids in by_value.items():
         rec.store.set_payload(ITEMS, ids, {"popularity": value})
+    if profiles and rec.layout.hybrid:
+        rec.fit_collaborative()  # the collaborative parts of the new version, from the same users
     _durable(rec.store)
     return len(profiles)
 
@@ -336,7 +338,7 @@ def _check(rec: Recommender, items: list[Item], sample_queries: int) -> None:
     step = max(1, len(items) // max(1, sample_queries))
     sample = [point_id("item", i.item_id) for i in items[::step][:sample_queries]]
     for hit in rec.store.retrieve(ITEMS, sample, with_vectors=True):
-        found = rec.store.query(ITEMS, hit.vector, 10)
+        found = rec.store.query(ITEMS, rec.layout.query(rec.layout.text_part(hit.vector)), 10)
         if hit.id not in {h.id for h in found}:
             raise ReindexCheckError(
                 f"A sample query for item {hit.payload.get('item_id')!r} did not find it in the new "
