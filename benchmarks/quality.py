@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--include-seen", action="store_true", help="rank items already in the user's history too")
     parser.add_argument("--no-tune", action="store_true", help="skip the validation grids")
+    parser.add_argument("--no-online", action="store_true", help="skip the Recommender-on-Qdrant-Edge row")
     parser.add_argument("--model", default=None, help="sentence-transformers model (default: packaged MiniLM)")
     parser.add_argument("--backend", default="torch", help="encoder backend: torch (fp32 reference) or auto")
     parser.add_argument("--out", default="benchmarks/out")
@@ -37,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         k=args.k,
         exclude_seen=not args.include_seen,
         tune=not args.no_tune,
+        online=not args.no_online,
         model=args.model,
         backend=args.backend,
         out_dir=args.out,

@@ -136,6 +136,26 @@ def record(
 
 
 @app.command()
+def fit(
+    store: Optional[str] = StoreOpt,
+    url: Optional[str] = UrlOpt,
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """(Re)fit the collaborative vectors from every user's events so far (run it after loading
+    events, then periodically)."""
+
+    def body():
+        with _open(store, url) as rec:
+            r = rec.fit_collaborative(seed=seed)
+            console.print(
+                f"fitted collaborative vectors of {r.items} items from {r.users} users and "
+                f"{r.interactions} interactions ({r.warm_items} items with enough interactions) in {r.seconds:.1f}s"
+            )
+
+    _run(body)
+
+
+@app.command()
 def recommend(
     user: str = typer.Argument(..., help="User id."),
     k: int = KOpt,
@@ -187,6 +207,7 @@ def evaluate(
     k: int = KOpt,
     include_seen: bool = typer.Option(False, "--include-seen", help="Also rank items already in the user's history."),
     tune: bool = typer.Option(True, "--tune/--no-tune", help="Validation grids (ItemKNN k, ALS, semrec levers) and the levers table."),
+    online: bool = typer.Option(True, "--online/--no-online", help="Also serve the default through a Recommender on an embedded store and score that."),
     backend: str = typer.Option("torch", "--backend", help="Encoder backend: torch (fp32 reference) or auto."),
     out: Path = typer.Option(Path("benchmarks/out"), "--out", help="Folder for the report (JSON + Markdown) and the vector cache."),
     seed: int = typer.Option(0, "--seed"),
@@ -198,7 +219,7 @@ def evaluate(
 
         report = run_benchmark(
             data, catalog=catalog, events=events, tags=tags, protocol=protocol, k=k,
-            exclude_seen=not include_seen, tune=tune, model=Settings().model, backend=backend,
+            exclude_seen=not include_seen, tune=tune, online=online, model=Settings().model, backend=backend,
             out_dir=out, cache_dir=out / "cache", seed=seed,
         )
         console.print(markdown(report))

@@ -43,6 +43,9 @@ def test_index_recommend_search_similar(in_tmp):
     events = in_tmp / "events.csv"
     pd.DataFrame({"user_id": ["u"], "item_id": ["k1"]}).to_csv(events, index=False)
     assert runner.invoke(app, ["record", str(events), "--store", "s"]).exit_code == 0
+    result = runner.invoke(app, ["fit", "--store", "s"])
+    assert result.exit_code == 0, result.output
+    assert "fitted collaborative vectors of 3 items from 1 users and 1 interactions" in result.output
     result = runner.invoke(app, ["recommend", "u", "--store", "s", "-k", "1"])
     assert result.exit_code == 0 and "k2" in result.output, result.output
     result = runner.invoke(app, ["search", "digging", "--store", "s", "-k", "1"])

@@ -48,7 +48,19 @@ class CachedEncoder:
             self._index = {k: i for i, k in enumerate(keys[:n])}
             self._vectors = vectors[:n]
 
-    def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
+    @property
+    def name(self) -> str:
+        return self.encoder.name
+
+    @property
+    def backend(self) -> str:
+        return getattr(self.encoder, "backend", "unknown")
+
+    def encode_query(self, text: str) -> np.ndarray:
+        return self.encode([text])[0]
+
+    def encode(self, texts: Sequence[str], *, batch_size: int | None = None, show_progress: bool = False) -> np.ndarray:
+        """Rows for `texts` (`batch_size` is accepted for the `Encoder` protocol; the cache's own is used)."""
         keys = [text_key(t) for t in texts]
         missing = list(dict.fromkeys(k for k in keys if k not in self._index))
         if missing:

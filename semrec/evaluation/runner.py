@@ -20,6 +20,7 @@ from ..profiles import ProfileConfig
 from .baselines import ALS, ItemKNN, Popularity
 from .cache import CachedEncoder
 from .hybrid import DEFAULT_CONFIG, HybridConfig, SemrecScorer
+from .online import evaluate_recommender
 from .protocol import EvalTargets, TrainData, evaluate
 from .report import write_report
 from .splits import Split, leave_last_out, temporal_split
@@ -63,6 +64,7 @@ def run_benchmark(
     exclude_seen: bool = True,
     tune: bool = True,
     baselines: bool = True,
+    online: bool = True,
     model: str | None = None,
     backend: str = "torch",
     encoder=None,
@@ -84,6 +86,8 @@ def run_benchmark(
         model / backend: the encoder (`semrec.load_encoder(model, backend)`); "torch" (fp32) is
             the reference, "auto" picks the library's fastest guarded backend.
         config: semrec's configuration to report as "semrec (default)" (None: DEFAULT_CONFIG).
+        online: also measure the live path: a `Recommender` on an embedded Qdrant Edge store,
+            loaded with the training events through `record_many`, fitted, and queried per user.
         out_dir: where report.json and report.md are written (None: nowhere).
 
     Returns:
@@ -171,6 +175,10 @@ def run_benchmark(
         levers = _lever_table(trials, best, k)
         levers.append({"lever": "default", "value": default.label(), "validation": _metrics_json(_find(trials, default))})
     rows.append(_row("semrec (default)", "semrec", run(semrec(default, "semrec (default)"), test), default))
+    if online:
+        metrics, timing = evaluate_recommender(test.data, test.targets, test.item_vectors, enc, default, **opts)
+        rows.append({**_row("semrec (default), served by Recommender on Qdrant Edge", "semrec", metrics, default), "timing": timing})
+        log.info("online Recommender: ndcg@%d %.4f %s", k, metrics[f"ndcg@{k}"].mean, timing)
     if tune and best.config != default:
         rows.append(_row("semrec (tuned on this run's validation)", "semrec", run(semrec(best.config), test), best.config))
 
