@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter, defaultdict
+from collections import Counter, OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +27,8 @@ ITEMS = "items"
 USERS = "users"
 #: Fields semrec indexes on every item collection.
 _BASE_INDEXES = {"item_id": "keyword", "category_levels": "keyword", "tags": "keyword", "popularity": "float"}
+#: History item vectors kept in memory for the reasons given with recommendations.
+_VECTOR_CACHE_ITEMS = 20_000
 #: Payload field: an item's interactions at the last `fit_collaborative()` (hybrid stores).
 CF_INTERACTIONS = "cf_interactions"
 #: A filter on "category" matches the category and every sub-category.
@@ -109,6 +111,7 @@ class Recommender:
         self.encoder = encoder
         self.config = config or RecommenderConfig()
         self._layout: VectorLayout | None = None
+        self._vector_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._check_model(ITEMS)
         self._check_model(USERS)
 
@@ -155,6 +158,7 @@ class Recommender:
         if refresh is None or not refresh():
             return False
         self._layout = None
+        self._vector_cache.clear()
         self._check_model(ITEMS)
         self._check_model(USERS)
         return True
@@ -208,6 +212,8 @@ class Recommender:
             )
         self._ensure_collection(ITEMS)
         self._ensure_indexes(items)
+        for item in items:
+            self._vector_cache.pop(item.item_id, None)
         layout = self.layout
         ids = [point_id("item", i.item_id) for i in items]
         stored = {h.id: h for h in self.store.retrieve(ITEMS, ids, with_vectors=layout.hybrid)}
@@ -269,6 +275,7 @@ class Recommender:
             payloads = [{**h.payload, CF_INTERACTIONS: float(n)} for h, n in zip(chunk, counts[start : start + 1000])]
             self.store.upsert(ITEMS, [h.id for h in chunk], vectors[start : start + 1000], payloads)
         self.store.finish_bulk_load(ITEMS)
+        self._vector_cache.clear()
         by_item = {h.payload["item_id"]: cf[j] for j, h in enumerate(items)}
         for start in range(0, len(users), 1000):
             chunk = users[start : start + 1000]
@@ -438,12 +445,27 @@ class Recommender:
         if profile is None:
             return Results(Recommendation.from_hit(h) for h in hits)
         recent = {e.item_id: e.name for e in profile.history[-20:]}
-        vectors = self.store.retrieve(ITEMS, [point_id("item", i) for i in recent], with_vectors=True, with_payload=False)
-        by_id = {h.id: h.vector[: self.layout.user_dim] for h in vectors}
-        names = [n for i, n in recent.items() if point_id("item", i) in by_id]
-        matrix = np.stack([by_id[point_id("item", i)] for i in recent if point_id("item", i) in by_id]) if names else np.zeros((0, 0))
+        by_id = self._explanation_vectors(list(recent))
+        names = [n for i, n in recent.items() if i in by_id]
+        matrix = np.stack([by_id[i] for i in recent if i in by_id]) if names else np.zeros((0, 0))
         reasons = explain(hits, names, matrix, profile.tag_counts, profile.category_counts)
         return Results(Recommendation.from_hit(h, r) for h, r in zip(hits, reasons))
+
+    def _explanation_vectors(self, item_ids: list[str]) -> dict[str, np.ndarray]:
+        """History items' vectors (text + collaborative parts) for the reasons, from a bounded
+        in-process cache; this process's writes evict what they change, `refresh` clears it."""
+        cache = self._vector_cache
+        missing = [i for i in item_ids if i not in cache]
+        if missing:
+            width, points = self.layout.user_dim, {point_id("item", i): i for i in missing}
+            for hit in self.store.retrieve(ITEMS, list(points), with_vectors=True, with_payload=False):
+                cache[points[hit.id]] = hit.vector[:width]
+            while len(cache) > _VECTOR_CACHE_ITEMS:
+                cache.popitem(last=False)
+        for i in item_ids:
+            if i in cache:
+                cache.move_to_end(i)
+        return {i: cache[i] for i in item_ids if i in cache}
 
     def _apply(self, events: list[Event], on_unknown: str) -> tuple[list[UserProfile], RecordReport]:
         events = sorted(events, key=lambda e: e.ts)

@@ -219,3 +219,16 @@ def test_backends_give_the_same_rankings(open_rec, catalog, events):
     assert edge == qdrant
     scores = [r.score for r in recs[0].recommend("u001", k=10)], [r.score for r in recs[1].recommend("u001", k=10)]
     np.testing.assert_allclose(*scores, atol=1e-5)
+
+
+def test_reasons_use_the_current_vectors_of_history_items(shop):
+    """History vectors for the reasons are cached in memory; a re-indexed item replaces its entry."""
+    shop.record("cache-user", "el-001")
+    shop.recommend("cache-user", k=3)
+    old = shop._explanation_vectors(["el-001"])["el-001"].copy()
+    renamed = shop.store.retrieve("items", [shop._item_hits(["el-001"])[0].id])[0].payload
+    shop.index_items(pd.DataFrame([{"item_id": "el-001", "name": "Cast iron skillet", "category": renamed["category"]}]))
+    new = shop._explanation_vectors(["el-001"])["el-001"]
+    stored = shop._item_hits(["el-001"], with_vectors=True)[0].vector[: shop.layout.user_dim]
+    np.testing.assert_array_equal(new, stored)
+    assert float(new[: shop.layout.text] @ old[: shop.layout.text]) < 0.9

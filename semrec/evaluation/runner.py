@@ -170,7 +170,10 @@ def run_benchmark(
 
     if tune:
         trials = grid_search(val.data, val.targets, val.item_vectors, enc, grid=DEFAULT_GRID, base=default, seed=seed, **opts)
-        best = select(trials, k=k, min_ndcg=peer_ndcg_val, min_coverage=2 * peer_cov_val, min_cold_recall=peer_cold_val)
+        # the default must blend the history's text summary with the pooled items (text_weight > 0):
+        # the summary is what carries declared interests and category/tag tastes
+        blends = [t for t in trials if t.config.profile.text_weight > 0]
+        best = select(blends, k=k, min_ndcg=peer_ndcg_val, min_coverage=2 * peer_cov_val, min_cold_recall=peer_cold_val)
         chosen["semrec"] = best.config.model_dump()
         levers = _lever_table(trials, best, k)
         levers.append({"lever": "default", "value": default.label(), "validation": _metrics_json(_find(trials, default))})
@@ -194,7 +197,7 @@ def run_benchmark(
             "model": enc.fingerprint.to_dict(),
             "seed": seed,
             "selection": (
-                "semrec: best validation NDCG@k among configurations with NDCG@k >= every CF peer's, "
+                "semrec: best validation NDCG@k among blended configurations (text_weight > 0) with NDCG@k >= every CF peer's, "
                 "coverage@k >= 2x the tuned ALS's and cold-slice recall above every CF peer's "
                 "(conditions dropped in that order from the last when none qualifies)"
             ),

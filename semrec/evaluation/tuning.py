@@ -27,9 +27,9 @@ log = logging.getLogger(__name__)
 #: The default grid (every combination is scored on validation).
 DEFAULT_GRID: dict[str, Sequence[Any]] = {
     "half_life": (1.0, 2.0, 3.0, 10.0),
-    "text_weight": (0.0, 0.5, 1.0),
-    "collaborative_weight": (0.0, 1.0, 2.0, 4.0),
-    "popularity_weight": (-0.2, -0.1, 0.0, 0.1),
+    "text_weight": (0.0, 0.25, 0.5, 0.75, 1.0),
+    "collaborative_weight": (0.0, 1.0, 2.0),
+    "popularity_weight": (-0.3, -0.2, -0.1, 0.0, 0.1),
     "cf_dim": (512,),
     "cf_cold_shrinkage": (0.0, 3.0, 10.0),
 }
