@@ -47,7 +47,7 @@ class CollaborativeConfig(BaseModel):
 
     dim: int = Field(512, ge=0)
     weight: float = Field(1.0, ge=0)
-    popularity_weight: float = -0.1
+    popularity_weight: float = -0.2
     cold_shrinkage: float = Field(3.0, ge=0)
     cold_neighbours: int = Field(10, ge=1)
     min_interactions: int = Field(3, ge=1)

@@ -40,7 +40,7 @@ class ProfileConfig(BaseModel):
     summary_tags: int = Field(5, ge=0)
     max_counts: int = Field(100, ge=1)
     half_life: float = Field(1.0, gt=0)
-    text_weight: float = Field(0.5, ge=0, le=1)
+    text_weight: float = Field(0.25, ge=0, le=1)
     kind_weights: dict[str, float] = Field(default_factory=lambda: dict(KIND_WEIGHTS))
 
 
