@@ -30,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from semrec.encoders import FAST_CPU_BACKENDS, load_encoder
+from semrec.encoders import AUTO_ORDER, FAST_CPU_BACKENDS, load_encoder
 from semrec.encoders._calibration_texts import CALIBRATION_TEXTS
 from semrec.encoders.quality_guard import (
     MIN_MEAN_COSINE,
@@ -109,6 +109,8 @@ def main() -> None:
         encoders[name] = load_encoder(None, name, calibration, cache_dir=cache_dir)
         load_s[name] = time.perf_counter() - t0
         print(f"loaded {name} in {load_s[name]:.1f}s (includes a first-time export)", flush=True)
+    auto = load_encoder(None, "auto", calibration, device="cpu", cache_dir=cache_dir).backend
+    print(f"backend='auto' (order {', '.join(AUTO_ORDER)}) picks {auto}", flush=True)
     tokens = [len(t) for t in encoders["torch"].model.tokenizer(texts)["input_ids"]]
 
     # warm-up (first shapes, thread pools), then interleaved timed repeats
@@ -159,6 +161,10 @@ def main() -> None:
             ),
             f"Machine: {info}.",
             f"Command: `{command.strip()}`",
+            (
+                f"backend='auto' on this machine tries {', '.join(AUTO_ORDER)} and, guarded on "
+                f"the calibration texts, picks **{auto}**."
+            ),
             "",
             (
                 "| backend | items/s | vs torch | mean cos | min cos | top-10 overlap | "

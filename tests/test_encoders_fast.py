@@ -301,6 +301,46 @@ def test_auto_picks_a_guarded_fast_backend(tiny_model, cache, monkeypatch):
     assert enc.backend == "openvino-fp32"
 
 
+def test_auto_order_follows_int8_instructions():
+    import semrec.encoders as encoders_module
+    from semrec.encoders import AUTO_ORDER_FP32, AUTO_ORDER_INT8, cpu_has_int8_dot
+
+    has_dot = cpu_has_int8_dot()
+    expected = AUTO_ORDER_FP32 if has_dot is False else AUTO_ORDER_INT8
+    assert encoders_module.AUTO_ORDER == expected
+    assert not any(name.endswith("int8") for name in AUTO_ORDER_FP32)
+    assert AUTO_ORDER_INT8[0] == "openvino-int8"
+
+
+def test_openvino_int8_keeps_sensitive_layers_fp32(encoders):
+    """Q/K/V and FFN output projections stay fp32; the other linear layers get int8 inputs."""
+    import json
+    import re
+
+    import openvino as ov
+
+    from semrec.encoders.openvino_backend import FP32_SCOPES
+
+    enc = encoders.get("openvino-int8")
+    if enc is None:
+        pytest.skip("needs the 'fast' extra")
+    meta = json.loads((enc.export_dir / "meta.json").read_text())
+    assert meta["fp32_scopes"] == list(FP32_SCOPES)
+    model = ov.Core().read_model(str(enc.export_dir / "model.xml"))
+    kept, quantised = [], []
+    for op in model.get_ordered_ops():
+        if op.get_type_name() != "MatMul" or "aten::linear" not in op.get_friendly_name():
+            continue
+        fed_by_fq = op.input_value(0).get_node().get_type_name() == "FakeQuantize"
+        if any(re.fullmatch(p, op.get_friendly_name()) for p in FP32_SCOPES):
+            kept.append(fed_by_fq)
+        else:
+            quantised.append(fed_by_fq)
+    # tiny model: 2 layers x (q, k, v, FFN out) kept, 2 x (attention out, FFN in) quantised
+    assert len(kept) == 8 and not any(kept)
+    assert len(quantised) == 4 and all(quantised)
+
+
 # --- errors ---------------------------------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ Backends (all give vectors of the same model, with the same fingerprint):
 * ``"gpu"``: pre-tokenised, length-bucketed bf16/fp16 batches on CUDA.
 * ``"auto"``: the GPU path when CUDA is available, else the first fast CPU backend in
   `AUTO_ORDER` that is installed, exports and passes the quality guard; else torch.
+  `AUTO_ORDER` puts int8 first only on CPUs with int8 dot-product instructions (VNNI/AMX).
 """
 
 from __future__ import annotations
@@ -25,8 +26,30 @@ from .sentence_transformers_backend import SentenceTransformerEncoder
 log = logging.getLogger(__name__)
 
 FAST_CPU_BACKENDS = ("openvino-int8", "onnx-int8", "openvino-fp32", "onnx-fp32")
+#: "auto" on a CPU with int8 dot-product instructions (VNNI, AMX): int8 first.
+AUTO_ORDER_INT8 = ("openvino-int8", "onnx-int8", "openvino-fp32")
+#: "auto" on a CPU without them (e.g. AVX2 only): int8 there is emulated with 16-bit
+#: multiply-adds and measured no faster than OpenVINO fp32 (benchmarks/RESULTS.md section 3),
+#: while less faithful, so the exact fp32 exports come first.
+AUTO_ORDER_FP32 = ("openvino-fp32", "onnx-fp32")
+
+
+def cpu_has_int8_dot() -> bool | None:
+    """Whether the CPU has int8 dot-product instructions (AVX-512 VNNI, AVX-VNNI or AMX);
+    None when unknown (no /proc/cpuinfo)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
+    except OSError:
+        pass
+    return None
+
+
 #: What "auto" tries on CPU, best first; each must pass the quality guard.
-AUTO_ORDER = ("openvino-int8", "onnx-int8", "openvino-fp32")
+AUTO_ORDER = AUTO_ORDER_FP32 if cpu_has_int8_dot() is False else AUTO_ORDER_INT8
 BACKENDS = ("auto", "torch", *FAST_CPU_BACKENDS, "gpu")
 
 
@@ -145,6 +168,8 @@ def _fast_cpu(
 
 __all__ = [
     "AUTO_ORDER",
+    "AUTO_ORDER_FP32",
+    "AUTO_ORDER_INT8",
     "BACKENDS",
     "DEFAULT_MODEL",
     "FAST_CPU_BACKENDS",

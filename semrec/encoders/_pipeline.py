@@ -21,7 +21,7 @@ from .base import ModelFingerprint, cap_texts, l2_normalize
 log = logging.getLogger(__name__)
 
 #: Bumped when the layout or the recipe of a cached export changes (older exports are redone).
-EXPORT_FORMAT = 1
+EXPORT_FORMAT = 2  # 2: mixed-precision openvino-int8, MatMul-only onnx-int8
 #: Texts are tokenised this many at a time, so a huge catalogue never holds all token lists.
 TOKENIZE_CHUNK = 8192
 

@@ -1,5 +1,14 @@
 """OpenVINO backends: "openvino-int8" (static int8, calibrated with NNCF on item texts) and
-"openvino-fp32". Needs the `fast` extra."""
+"openvino-fp32". Needs the `fast` extra.
+
+The int8 export is mixed precision. Measured on MovieLens item texts (all-MiniLM-L6-v2, 300
+calibration texts), quantising every linear layer gave mean cosine 0.9953 and top-10 overlap
+0.884 against fp32, below the quality guard. Most of the error comes from the inputs of the
+query/key/value projections (post-LayerNorm activations with outlier channels); the rest mainly
+from the FFN output projections (post-GELU). Keeping those two groups in fp32 (`FP32_SCOPES`)
+gave cosine 0.9989 and overlap 0.937; the attention output and FFN input projections (about
+half of the linear-layer multiply-adds) stay int8.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +29,12 @@ log = logging.getLogger(__name__)
 OPENVINO_BACKENDS = ("openvino-int8", "openvino-fp32")
 #: At most this many texts calibrate the int8 activation ranges (one text per sample).
 MAX_CALIBRATION_TEXTS = 300
+#: Linear layers kept in fp32 by the int8 export (regular expressions over OpenVINO node names
+#: of a converted Hugging Face BERT-style model; a model without such nodes is fully int8).
+FP32_SCOPES = (
+    r".*attention\.self\.(query|key|value)/aten::linear/MatMul",  # Q/K/V projections
+    r".*layer\.\d+\.output\.dense/aten::linear/MatMul",  # FFN output projections
+)
 
 
 def calibration_sample(texts: Sequence[str] | None, n: int = MAX_CALIBRATION_TEXTS) -> list[str]:
@@ -60,11 +75,13 @@ def _export(
                 nncf.Dataset(samples),
                 model_type=nncf.ModelType.TRANSFORMER,
                 subset_size=len(samples),
+                ignored_scope=nncf.IgnoredScope(patterns=list(FP32_SCOPES), validate=False),
             )
         meta["calibration"] = {
             "texts": len(texts),
             "source": "sample_texts" if calibration else "shipped calibration texts",
         }
+        meta["fp32_scopes"] = list(FP32_SCOPES)
     ov.save_model(model, str(folder / "model.xml"), compress_to_fp16=False)
     return meta
 
