@@ -403,9 +403,9 @@ class Recommender:
                     "interests with set_interests(), or use unknown_user='popular'."
                 )
             return self.popular(k, filter)
-        profile = UserProfile.model_validate(hits[0].payload)
+        profile = hits[0].payload  # read as stored: the query needs only `seen` and, for reasons, the history
         if exclude_seen:
-            flt.exclude_ids = [point_id("item", i) for i in profile.seen]
+            flt.exclude_ids = [point_id("item", i) for i in profile.get("seen", [])]
         layout, cfg = self.layout, self.config.collaborative
         stored = hits[0].vector
         query = layout.query(layout.text_part(stored), layout.cf_part(stored), weight=cfg.weight, popularity_weight=cfg.popularity_weight)
@@ -436,7 +436,8 @@ class Recommender:
         return Results(Recommendation.from_hit(h, "popular", score=float(h.payload.get("popularity", 0.0))) for h in hits)
 
     # internals ---------------------------------------------------------------------------------
-    def _rank(self, vector: np.ndarray, k: int, flt, diversity: float | None, profile: UserProfile | None) -> Results:
+    def _rank(self, vector: np.ndarray, k: int, flt, diversity: float | None, profile: dict[str, Any] | None) -> Results:
+        """Query the items; with a stored `profile` (payload), give reasons drawn from it."""
         diversity = self.config.diversity if diversity is None else diversity
         need_vectors = diversity > 0 or profile is not None
         fetch = min(self.config.max_k, k * 4) if diversity > 0 else k
@@ -444,11 +445,11 @@ class Recommender:
         hits = mmr(vector, hits, k, diversity) if diversity > 0 else hits
         if profile is None:
             return Results(Recommendation.from_hit(h) for h in hits)
-        recent = {e.item_id: e.name for e in profile.history[-20:]}
+        recent = {e["item_id"]: e["name"] for e in profile.get("history", [])[-20:]}
         by_id = self._explanation_vectors(list(recent))
         names = [n for i, n in recent.items() if i in by_id]
         matrix = np.stack([by_id[i] for i in recent if i in by_id]) if names else np.zeros((0, 0))
-        reasons = explain(hits, names, matrix, profile.tag_counts, profile.category_counts)
+        reasons = explain(hits, names, matrix, profile.get("tag_counts", {}), profile.get("category_counts", {}))
         return Results(Recommendation.from_hit(h, r) for h, r in zip(hits, reasons))
 
     def _explanation_vectors(self, item_ids: list[str]) -> dict[str, np.ndarray]:
