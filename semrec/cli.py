@@ -235,6 +235,7 @@ def reindex(
     append: bool = typer.Option(False, "--append", help="Keep items that left the catalog."),
     rebuild: bool = typer.Option(False, "--rebuild", help="Build a new version beside the live one, check it, switch (blue-green)."),
     rollback: bool = typer.Option(False, "--rollback", help="Make the previous version live again."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model name or folder (e.g. a `semrec finetune` output; default $SEMREC_MODEL or the packaged MiniLM). A new model builds a new version (blue-green)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
     rejects: Optional[Path] = typer.Option(None, "--rejects", help="Rejects file (JSONL); default CATALOG.rejects.jsonl."),
     batch_size: int = typer.Option(256, "--batch-size", min=1, help="Items per checkpointed batch."),
@@ -252,7 +253,7 @@ def reindex(
         raise typer.BadParameter("use at most one of --full, --append, --rebuild, --rollback")
     mode = "append" if append else "rebuild" if rebuild else "full"
     raise typer.Exit(
-        run(catalog, store, mode=mode, quiet=quiet, rejects=rejects, batch_size=batch_size, prefix=prefix,
+        run(catalog, store, mode=mode, quiet=quiet, rejects=rejects, batch_size=batch_size, model=model, prefix=prefix,
             state_dir=state_dir, streams=streams, retries=retries, timeout=timeout, do_rollback=rollback)
     )
 

@@ -59,3 +59,14 @@ def test_cli_errors_are_one_line_with_exit_code_1(in_tmp):
     assert result.exit_code == 1 and "does not exist" in result.output
     result = runner.invoke(app, ["similar", "k1", "--store", "s", "--filter", "{bad"])
     assert result.exit_code == 2 and "is not JSON" in result.output
+
+
+def test_reindex_takes_the_model_to_switch_to(in_tmp, encoder, monkeypatch):
+    """`semrec reindex --model DIR` loads that model (e.g. a fine-tuned folder) for the new version."""
+    asked = []
+    monkeypatch.setattr("semrec.reindex.job.load_encoder", lambda model=None: asked.append(model) or encoder)
+    pd.DataFrame({"item_id": ["k1", "k2"], "name": ["Cast iron skillet", "Garden spade"]}).to_csv("c.csv", index=False)
+    result = runner.invoke(app, ["reindex", "c.csv", "--store", "s", "--model", "finetuned-minilm", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert asked == ["finetuned-minilm"]
+    assert json.loads(result.output.strip().splitlines()[-1])["new"] == 2
