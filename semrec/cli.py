@@ -277,7 +277,7 @@ def finetune(
         report = run(catalog, events, out, base_model=base_model or Settings().model, method=method,
                      config=TrainConfig(max_steps=max_steps, time_budget=time_budget, seed=seed))
         console.print_json(json.dumps(report.metrics))
-        console.print(f"model written to {report.out}; serve it after: SEMREC_MODEL={report.out} semrec reindex CATALOG --store DIR")
+        console.print(f"model written to {report.out}; serve it with: semrec reindex CATALOG --store DIR --model {report.out}")
 
     _run(body)
 
