@@ -31,6 +31,8 @@ _BASE_INDEXES = {"item_id": "keyword", "category_levels": "keyword", "tags": "ke
 _VECTOR_CACHE_ITEMS = 20_000
 #: Payload field: an item's interactions at the last `fit_collaborative()` (hybrid stores).
 CF_INTERACTIONS = "cf_interactions"
+#: Item payload keys the store manages (not catalog fields): kept on re-index, never hashed.
+STORE_MANAGED_KEYS = ("popularity", CF_INTERACTIONS)
 #: A filter on "category" matches the category and every sub-category.
 _FILTER_ALIASES = {"category": "category_levels"}
 
@@ -217,7 +219,7 @@ class Recommender:
         layout = self.layout
         ids = [point_id("item", i.item_id) for i in items]
         stored = {h.id: h for h in self.store.retrieve(ITEMS, ids, with_vectors=layout.hybrid)}
-        kept = ("popularity", CF_INTERACTIONS) if layout.hybrid else ("popularity",)
+        kept = STORE_MANAGED_KEYS if layout.hybrid else ("popularity",)
         payloads = [
             {**i.payload(), **{f: stored[pid].payload.get(f, 0.0) if pid in stored else 0.0 for f in kept}}
             for pid, i in zip(ids, items)

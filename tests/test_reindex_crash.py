@@ -18,6 +18,7 @@ import pytest
 
 from reindex_child import CachedEncoder, cache_vectors
 from semrec.catalog import load_catalog
+from semrec.recommender import STORE_MANAGED_KEYS
 from semrec.reindex import reindex
 from semrec.store import EdgeStore
 
@@ -119,7 +120,9 @@ def _check_store(path: Path, items, encoder) -> None:
         vectors = encoder.encode([expected[i].text for i in ids])
         for hit, vector in zip(hits, vectors):
             item = expected[hit.payload["item_id"]]
-            assert {k: v for k, v in hit.payload.items() if k != "popularity"} == item.payload()
-            np.testing.assert_allclose(hit.vector, vector, atol=1e-5)
+            assert {k: v for k, v in hit.payload.items() if k not in STORE_MANAGED_KEYS} == item.payload()
+            # [text | collaborative | popularity]: the text part is the item's; no fit ran, so the rest is 0
+            np.testing.assert_allclose(hit.vector[: len(vector)], vector, atol=1e-5)
+            assert not hit.vector[len(vector) :].any()
     finally:
         store.close()

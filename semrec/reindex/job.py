@@ -263,7 +263,8 @@ def _apply(plan: Plan, rec: Recommender, store, state: State, batch_size: int, p
         _tick(progress, "encode", min(done * batch_size, len(todo)), len(todo))
     for done, batch in enumerate(chunked(plan.payload_only, batch_size), 1):
         state.begin(i.item_id for i in batch)
-        hits = {h.payload["item_id"]: h.vector for h in store.retrieve(ITEMS, [point_id("item", i.item_id) for i in batch], with_vectors=True)}
+        stored = store.retrieve(ITEMS, [point_id("item", i.item_id) for i in batch], with_vectors=True)
+        hits = {h.payload["item_id"]: rec.layout.text_part(h.vector) for h in stored}  # text part; the rest is kept
         kept = [i for i in batch if hits.get(i.item_id) is not None]
         if kept:
             rec.upsert_items(kept, np.stack([hits[i.item_id] for i in kept]))

@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from ..catalog import Item
+from ..recommender import STORE_MANAGED_KEYS
 
 #: Payload keys that do not come from the catalog (kept by the store, not hashed).
-UNHASHED_KEYS = ("popularity",)
+UNHASHED_KEYS = STORE_MANAGED_KEYS
 
 
 def digest(value: Any) -> str:
