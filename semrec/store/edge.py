@@ -171,7 +171,7 @@ class EdgeStore:
             filter=_edge_filter(filter),
             with_payload=True,
             with_vector=[VECTOR] if with_vectors else False,
-            params=qe.SearchParams(exact=use_exact(exact, self.count(name))),
+            params=qe.SearchParams(exact=use_exact(exact, self.count(name), self._meta["collections"][name]["dim"])),
         )
         return [self._hit(name, p, with_vectors) for p in shard.query(request)]
 

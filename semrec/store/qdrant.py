@@ -60,6 +60,7 @@ class QdrantStore:
         #: re-index); a version id: that version's own collections `<prefix>_<name>_<version>`.
         self.version = version
         self._counts: dict[str, int] = {}
+        self._dims: dict[str, int] = {}
         self._aliases: dict[str, str] | None = None
 
     def _name(self, name: str) -> str:
@@ -69,6 +70,7 @@ class QdrantStore:
         """Forget cached counts; True when an alias of this store now names another collection
         (a blue-green switch; aliases switch atomically on the server, so queries never fail)."""
         self._counts.clear()
+        self._dims.clear()
         prefix = f"{self.prefix}_"
         aliases = {
             a.alias_name: a.collection_name
@@ -95,6 +97,11 @@ class QdrantStore:
             optimizers_config=models.OptimizersConfigDiff(indexing_threshold=0),
             metadata=metadata,
         )
+
+    def _dim(self, name: str) -> int:
+        if name not in self._dims:
+            self._dims[name] = self.client.get_collection(self._name(name)).config.params.vectors[VECTOR].size
+        return self._dims[name]
 
     def collection_metadata(self, name: str) -> dict[str, Any]:
         return dict(self.client.get_collection(self._name(name)).config.metadata or {})
@@ -163,7 +170,7 @@ class QdrantStore:
             query_filter=_client_filter(filter),
             with_payload=True,
             with_vectors=[VECTOR] if with_vectors else False,
-            search_params=None if self.local else models.SearchParams(exact=use_exact(exact, self.count(name))),
+            search_params=None if self.local else models.SearchParams(exact=use_exact(exact, self.count(name), self._dim(name))),
         )
         return [_hit(p, with_vectors) for p in response.points]
 
