@@ -444,6 +444,10 @@ class Recommender:
         need_vectors = diversity > 0 or profile is not None
         fetch = min(self.config.max_k, k * 4) if diversity > 0 else k
         hits = self.store.query(ITEMS, vector, fetch, flt, with_vectors=need_vectors)
+        if len(hits) < fetch and flt:
+            # an HNSW walk under a strict filter (e.g. a long seen-list) can come back short; the
+            # exact scan returns every match
+            hits = self.store.query(ITEMS, vector, fetch, flt, exact=True, with_vectors=need_vectors)
         hits = mmr(vector, hits, k, diversity) if diversity > 0 else hits
         if profile is None:
             return Results(Recommendation.from_hit(h) for h in hits)

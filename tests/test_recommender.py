@@ -232,3 +232,28 @@ def test_reasons_use_the_current_vectors_of_history_items(shop):
     stored = shop._item_hits(["el-001"], with_vectors=True)[0].vector[: shop.layout.user_dim]
     np.testing.assert_array_equal(new, stored)
     assert float(new[: shop.layout.text] @ old[: shop.layout.text]) < 0.9
+
+
+def test_a_long_seen_list_still_gets_k_results_from_hnsw(tmp_path, encoder):
+    """Above the exact-search size the store walks HNSW; under a strict filter (thousands of
+    seen items excluded) the walk can come back short, and the Recommender then scans exactly."""
+    from semrec.catalog import Item
+    from semrec.store.base import EXACT_SEARCH_MAX_CELLS
+
+    rng = np.random.default_rng(0)
+    n = 9_000
+    rec = Recommender.open(tmp_path / "big", encoder=encoder)
+    assert n * rec.layout.item_dim > EXACT_SEARCH_MAX_CELLS  # HNSW, not exact
+    items = [Item(f"i{j}", f"item {j}", "Things", []) for j in range(n)]
+    for item in items:
+        item.text = item.name
+    vectors = rng.standard_normal((n, encoder.dim)).astype(np.float32)
+    rec.upsert_items(items, vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
+    rec.finish_indexing()
+    seen = [f"i{j}" for j in range(0, n, 2)]  # half the catalogue
+    rec.record_many(pd.DataFrame({"user_id": "heavy", "item_id": seen, "ts": range(len(seen))}))
+    for k in (10, 100):
+        results = rec.recommend("heavy", k=k, explain_results=False)
+        assert len(results) == k
+        assert not set(results.item_ids) & set(seen)
+    rec.close()

@@ -11,7 +11,7 @@ import qdrant_edge as qe
 
 from ..errors import ConfigError, StoreLockedError
 from ..files import FolderLock, atomic_write_json, read_json
-from .base import Condition, Filter, Hit, IndexKind, use_exact
+from .base import HNSW_EF, Condition, Filter, Hit, IndexKind, use_exact
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ class EdgeStore:
             filter=_edge_filter(filter),
             with_payload=True,
             with_vector=[VECTOR] if with_vectors else False,
-            params=qe.SearchParams(exact=use_exact(exact, self.count(name), self._meta["collections"][name]["dim"])),
+            params=qe.SearchParams(exact=use_exact(exact, self.count(name), self._meta["collections"][name]["dim"]), hnsw_ef=HNSW_EF),
         )
         return [self._hit(name, p, with_vectors) for p in shard.query(request)]
 

@@ -9,7 +9,7 @@ import numpy as np
 from qdrant_client import QdrantClient, models
 
 from ..errors import ConfigError
-from .base import Condition, Filter, Hit, IndexKind, use_exact
+from .base import HNSW_EF, Condition, Filter, Hit, IndexKind, use_exact
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ class QdrantStore:
             query_filter=_client_filter(filter),
             with_payload=True,
             with_vectors=[VECTOR] if with_vectors else False,
-            search_params=None if self.local else models.SearchParams(exact=use_exact(exact, self.count(name), self._dim(name))),
+            search_params=None if self.local else models.SearchParams(exact=use_exact(exact, self.count(name), self._dim(name)), hnsw_ef=HNSW_EF),
         )
         return [_hit(p, with_vectors) for p in response.points]
 
