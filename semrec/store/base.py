@@ -19,9 +19,10 @@ IndexKind = Literal["keyword", "integer", "float", "bool"]
 #: Up to this many stored vector components (points x dimensions, ~30 MB of float32), queries
 #: are exact (brute force); above, HNSW: 20,000 points of 384 dimensions, ~8,500 of 897.
 EXACT_SEARCH_MAX_CELLS = 20_000 * 384
-#: HNSW search breadth: on MovieLens's 9.7k items with the hybrid layout, top-10 overlap with
-#: exact search was 0.94 at Qdrant's default, 0.95 at 128, 0.96 at 256, 0.97 at 512 (1.6x slower).
-HNSW_EF = 256
+#: HNSW search breadth (None: Qdrant's default, the index's ef_construct). On MovieLens's 9.7k
+#: items with the hybrid layout, top-10 overlap with exact search was 0.94 at the default, 0.95
+#: at 128, 0.96 at 256 and 0.97 at 512; 256 cost ~2 ms more per query at 10k and 100k items.
+HNSW_EF: int | None = None
 
 
 @lru_cache(maxsize=1_000_000)
