@@ -7,7 +7,16 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .errors import StoreLockedError
+from .errors import ConfigError, StoreLockedError
+
+
+def store_folder(path: str | Path) -> Path:
+    """The folder of an embedded store, created if absent (a file there is refused)."""
+    root = Path(path).expanduser()
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"Store path {str(root)!r} is a file; expected a folder.")
+    root.mkdir(parents=True, exist_ok=True)
+    return root
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

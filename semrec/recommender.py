@@ -11,11 +11,12 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict, Field
 
 from .catalog import DEFAULT_TEMPLATE, Item, Reject, canonical_id, load_catalog, read_table, write_rejects
 from .collaborative import CollaborativeConfig, VectorLayout, fit_item_parts, neighbour_mean
-from .encoders import Encoder, ModelFingerprint, load_encoder
+from .encoders import Encoder, ModelFingerprint, l2_normalize, load_encoder
 from .errors import ConfigError, ModelMismatchError, NotIndexedError, UnknownUserError
 from .profiles import Event, ProfileConfig, UserProfile, events_from_frame, make_event, pool_vectors, user_vector
 from .ranking import Recommendation, Results, explain, mmr
@@ -225,15 +226,20 @@ class Recommender:
             for pid, i in zip(ids, items)
         ]
         if layout.hybrid:
-            # an item keeps its collaborative part (behaviour does not change with its text); a new
-            # one borrows it from its nearest items by text that had interactions at the last fit
+            # an item keeps its collaborative and popularity parts (behaviour does not change with
+            # its text); a new one borrows the former from its nearest items by text
             vectors = np.asarray(vectors, np.float32)
-            new = [r for r, pid in enumerate(ids) if pid not in stored]
-            imputed = dict(zip(new, self._impute_cf(vectors[new]))) if new else {}
-            vectors = np.stack([
-                np.concatenate([v, stored[pid].vector[layout.text :]]) if pid in stored else layout.items(v[None], imputed[r][None])[0]
-                for r, (pid, v) in enumerate(zip(ids, vectors))
-            ])
+            cf = np.zeros((len(ids), layout.collaborative), np.float32)
+            pop = np.zeros(len(ids), np.float32)
+            new = []
+            for row, pid in enumerate(ids):
+                if pid in stored:
+                    cf[row], pop[row] = layout.cf_part(stored[pid].vector), stored[pid].vector[-1]
+                else:
+                    new.append(row)
+            if new:
+                cf[new] = self._impute_cf(vectors[new])
+            vectors = layout.items(vectors, cf, pop)
         self.store.upsert(ITEMS, ids, vectors, payloads)
 
     def fit_collaborative(self, *, seed: int = 0) -> CollaborativeReport:
@@ -264,8 +270,6 @@ class Recommender:
             seen = [column[i] for i in user.payload.get("seen", []) if i in column]
             rows += [r] * len(seen)
             cols += seen
-        import scipy.sparse as sp
-
         matrix = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(users), len(items)))
         text = layout.text_part(np.stack([h.vector for h in items]))
         _, cf, pop = fit_item_parts(matrix, text, cfg.model_copy(update={"dim": layout.collaborative}), seed=seed)
@@ -428,7 +432,7 @@ class Recommender:
         flt = self._filter(filter)
         flt.exclude_ids = [anchor.id]
         layout, cfg = self.layout, self.config.collaborative
-        cf = pool_vectors({iid: layout.cf_part(anchor.vector)}, {iid: 1.0}) if layout.hybrid else None
+        cf = l2_normalize(layout.cf_part(anchor.vector)) if layout.hybrid else None
         query = layout.query(layout.text_part(anchor.vector), cf, weight=cfg.weight, popularity_weight=cfg.popularity_weight)
         return self._rank(query, self._check_k(k), flt, diversity, None)
 
@@ -444,10 +448,6 @@ class Recommender:
         need_vectors = diversity > 0 or profile is not None
         fetch = min(self.config.max_k, k * 4) if diversity > 0 else k
         hits = self.store.query(ITEMS, vector, fetch, flt, with_vectors=need_vectors)
-        if len(hits) < fetch and flt:
-            # an HNSW walk under a strict filter (e.g. a long seen-list) can come back short; the
-            # exact scan returns every match
-            hits = self.store.query(ITEMS, vector, fetch, flt, exact=True, with_vectors=need_vectors)
         hits = mmr(vector, hits, k, diversity) if diversity > 0 else hits
         if profile is None:
             return Results(Recommendation.from_hit(h) for h in hits)

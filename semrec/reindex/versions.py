@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import ConfigError, StoreLockedError
-from ..files import FolderLock, atomic_write_json, read_json
+from ..files import FolderLock, atomic_write_json, read_json, store_folder
 from ..store.edge import LEGACY_VERSION, POINTER_FILE, VERSIONS_DIR, EdgeStore, read_pointer, version_path
 from ..store.qdrant import QdrantStore
 
@@ -79,10 +79,7 @@ class EdgeTarget:
     kind = "edge"
 
     def __init__(self, root: str | Path) -> None:
-        self.root = Path(root).expanduser()
-        if self.root.exists() and not self.root.is_dir():
-            raise ConfigError(f"Store path {str(self.root)!r} is a file; expected a folder.")
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root = store_folder(root)
         self._lock = _JobLock(self.root)
 
     def job_lock(self):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from functools import lru_cache
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Literal, Protocol, Sequence
+from typing import Any, Callable, Iterable, Literal, Protocol, Sequence
 
 import numpy as np
 
@@ -155,7 +155,8 @@ class VectorStore(Protocol):
         exact: bool | None = None,
         with_vectors: bool = False,
     ) -> list[Hit]:
-        """The k points with the largest dot product (exact when `exact` or the set is small)."""
+        """The k points with the largest dot product (exact when `exact` or the set is small;
+        k points whenever k match the filter)."""
 
     def top_by(self, name: str, field_name: str, k: int, filter: Filter | None = None) -> list[Hit]:
         """The k points with the largest value of a numeric payload field (indexed)."""
@@ -168,6 +169,15 @@ class VectorStore(Protocol):
         """Build the ANN index after a bulk load."""
 
     def close(self) -> None: ...
+
+
+def query_filled(search: Callable[[bool], list[Hit]], exact: bool, k: int, filter: Filter | None) -> list[Hit]:
+    """`search(exact)`, then an exact scan when an HNSW walk under a strict filter (e.g. a long
+    list of excluded ids) came back with fewer than k points: the scan returns every match."""
+    hits = search(exact)
+    if not exact and filter and len(hits) < k:
+        hits = search(True)
+    return hits
 
 
 def use_exact(exact: bool | None, count: int, dim: int) -> bool:

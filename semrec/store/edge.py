@@ -10,8 +10,8 @@ import numpy as np
 import qdrant_edge as qe
 
 from ..errors import ConfigError, StoreLockedError
-from ..files import FolderLock, atomic_write_json, read_json
-from .base import HNSW_EF, Condition, Filter, Hit, IndexKind, use_exact
+from ..files import FolderLock, atomic_write_json, read_json, store_folder
+from .base import HNSW_EF, Condition, Filter, Hit, IndexKind, query_filled, use_exact
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +45,7 @@ class EdgeStore:
 
     def __init__(self, path: str | Path) -> None:
         #: The folder given; `path` is the folder in use (the live version when versioned).
-        self.root = Path(path).expanduser()
-        if self.root.exists() and not self.root.is_dir():
-            raise ConfigError(f"Store path {str(self.root)!r} is a file; expected a folder.")
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root = store_folder(path)
         self._pointer_stamp = _stamp(self.root / POINTER_FILE)
         pointer = read_pointer(self.root)
         #: The live version id when the folder is versioned (see `POINTER_FILE`), else None.
@@ -165,15 +162,20 @@ class EdgeStore:
         with_vectors: bool = False,
     ) -> list[Hit]:
         shard = self._shard(name)
-        request = qe.QueryRequest(
-            limit=k,
-            query=qe.Query.Nearest(np.asarray(vector, dtype=np.float32).tolist(), using=VECTOR),
-            filter=_edge_filter(filter),
-            with_payload=True,
-            with_vector=[VECTOR] if with_vectors else False,
-            params=qe.SearchParams(exact=use_exact(exact, self.count(name), self._meta["collections"][name]["dim"]), hnsw_ef=HNSW_EF),
-        )
-        return [self._hit(name, p, with_vectors) for p in shard.query(request)]
+
+        def search(exact: bool) -> list[Hit]:
+            request = qe.QueryRequest(
+                limit=k,
+                query=qe.Query.Nearest(np.asarray(vector, dtype=np.float32).tolist(), using=VECTOR),
+                filter=_edge_filter(filter),
+                with_payload=True,
+                with_vector=[VECTOR] if with_vectors else False,
+                params=qe.SearchParams(exact=exact, hnsw_ef=HNSW_EF),
+            )
+            return [self._hit(name, p, with_vectors) for p in shard.query(request)]
+
+        dim = self._meta["collections"][name]["dim"]
+        return query_filled(search, use_exact(exact, self.count(name), dim), k, filter)
 
     def top_by(self, name: str, field_name: str, k: int, filter: Filter | None = None) -> list[Hit]:
         order = qe.OrderBy(field_name, direction=qe.Direction.Desc)

@@ -9,7 +9,7 @@ import numpy as np
 from qdrant_client import QdrantClient, models
 
 from ..errors import ConfigError
-from .base import HNSW_EF, Condition, Filter, Hit, IndexKind, use_exact
+from .base import HNSW_EF, Condition, Filter, Hit, IndexKind, query_filled, use_exact
 
 log = logging.getLogger(__name__)
 
@@ -162,17 +162,21 @@ class QdrantStore:
         exact: bool | None = None,
         with_vectors: bool = False,
     ) -> list[Hit]:
-        response = self.client.query_points(
-            self._name(name),
-            query=np.asarray(vector, dtype=np.float32).tolist(),
-            using=VECTOR,
-            limit=k,
-            query_filter=_client_filter(filter),
-            with_payload=True,
-            with_vectors=[VECTOR] if with_vectors else False,
-            search_params=None if self.local else models.SearchParams(exact=use_exact(exact, self.count(name), self._dim(name)), hnsw_ef=HNSW_EF),
-        )
-        return [_hit(p, with_vectors) for p in response.points]
+        def search(exact: bool) -> list[Hit]:
+            response = self.client.query_points(
+                self._name(name),
+                query=np.asarray(vector, dtype=np.float32).tolist(),
+                using=VECTOR,
+                limit=k,
+                query_filter=_client_filter(filter),
+                with_payload=True,
+                with_vectors=[VECTOR] if with_vectors else False,
+                search_params=None if self.local else models.SearchParams(exact=exact, hnsw_ef=HNSW_EF),
+            )
+            return [_hit(p, with_vectors) for p in response.points]
+
+        # local mode always scans everything
+        return query_filled(search, self.local or use_exact(exact, self.count(name), self._dim(name)), k, filter)
 
     def top_by(self, name: str, field_name: str, k: int, filter: Filter | None = None) -> list[Hit]:
         records, _ = self.client.scroll(
