@@ -86,19 +86,15 @@ def mmr(query: np.ndarray, hits: Sequence[Hit], k: int, diversity: float) -> lis
 def explain(
     hits: Sequence[Hit],
     history_names: Sequence[str],
-    history_vectors: np.ndarray,
+    nearest: np.ndarray | None,
     tag_counts: dict[str, float],
     categories: dict[str, float],
 ) -> list[str]:
     """Why each item was recommended: the history item it is closest to, and shared tags/category.
 
-    Hits must carry vectors; `history_vectors` has one row per name in `history_names` and is
-    compared with the first `history_vectors.shape[1]` components of the hits' vectors.
+    `nearest[row]` is the index in `history_names` of the history item closest to hit `row`
+    (None: no history comparison).
     """
-    nearest = None
-    if len(history_names) and all(h.vector is not None for h in hits) and hits:
-        width = history_vectors.shape[1]
-        nearest = np.argmax(np.stack([h.vector[:width] for h in hits]) @ history_vectors.T, axis=1)
     reasons = []
     for row, hit in enumerate(hits):
         parts = [f"like {history_names[nearest[row]]}"] if nearest is not None else []

@@ -28,7 +28,7 @@ ITEMS = "items"
 USERS = "users"
 #: Fields semrec indexes on every item collection.
 _BASE_INDEXES = {"item_id": "keyword", "category_levels": "keyword", "tags": "keyword", "popularity": "float"}
-#: History item vectors kept in memory for the reasons given with recommendations.
+#: Item vectors (history items and recommended items) kept in memory for the reasons.
 _VECTOR_CACHE_ITEMS = 20_000
 #: Payload field: an item's interactions at the last `fit_collaborative()` (hybrid stores).
 CF_INTERACTIONS = "cf_interactions"
@@ -445,22 +445,26 @@ class Recommender:
     def _rank(self, vector: np.ndarray, k: int, flt, diversity: float | None, profile: dict[str, Any] | None) -> Results:
         """Query the items; with a stored `profile` (payload), give reasons drawn from it."""
         diversity = self.config.diversity if diversity is None else diversity
-        need_vectors = diversity > 0 or profile is not None
         fetch = min(self.config.max_k, k * 4) if diversity > 0 else k
-        hits = self.store.query(ITEMS, vector, fetch, flt, with_vectors=need_vectors)
+        hits = self.store.query(ITEMS, vector, fetch, flt, with_vectors=diversity > 0)
         hits = mmr(vector, hits, k, diversity) if diversity > 0 else hits
         if profile is None:
             return Results(Recommendation.from_hit(h) for h in hits)
         recent = {e["item_id"]: e["name"] for e in profile.get("history", [])[-20:]}
-        by_id = self._explanation_vectors(list(recent))
+        hit_ids = [str(h.payload.get("item_id")) for h in hits]
+        by_id = self._explanation_vectors(list(recent) + hit_ids)
         names = [n for i, n in recent.items() if i in by_id]
-        matrix = np.stack([by_id[i] for i in recent if i in by_id]) if names else np.zeros((0, 0))
-        reasons = explain(hits, names, matrix, profile.get("tag_counts", {}), profile.get("category_counts", {}))
+        history = np.stack([by_id[i] for i in recent if i in by_id]) if names else None
+        found = history is not None and all(i in by_id for i in hit_ids) and hit_ids
+        nearest = (np.stack([by_id[i] for i in hit_ids]) @ history.T).argmax(axis=1) if found else None
+        reasons = explain(hits, names, nearest, profile.get("tag_counts", {}), profile.get("category_counts", {}))
         return Results(Recommendation.from_hit(h, r) for h, r in zip(hits, reasons))
 
     def _explanation_vectors(self, item_ids: list[str]) -> dict[str, np.ndarray]:
-        """History items' vectors (text + collaborative parts) for the reasons, from a bounded
-        in-process cache; this process's writes evict what they change, `refresh` clears it."""
+        """Items' vectors (text + collaborative parts) for the reasons (history items and the
+        hits), from a bounded in-process cache; one store read fills what is missing. This
+        process's writes evict what they change, `refresh` clears it. Recommendations
+        concentrate on a small share of the catalogue, so most hits are cached."""
         cache = self._vector_cache
         missing = [i for i in item_ids if i not in cache]
         if missing:

@@ -234,6 +234,24 @@ def test_reasons_use_the_current_vectors_of_history_items(shop):
     assert float(new[: shop.layout.text] @ old[: shop.layout.text]) < 0.9
 
 
+def test_each_reason_names_the_closest_history_item_with_a_cold_or_warm_cache(shop):
+    """"like X" names the history item whose stored vector is closest to the recommended item's;
+    the item-vector cache (history items and hits) changes nothing but speed."""
+    shop.record("rhea", "el-001")  # a phone
+    shop.record("rhea", "ki-001")  # a kitchen item
+    shop._vector_cache.clear()  # a cold in-process cache, as in a new process
+    cold = shop.recommend("rhea", k=8)
+    warm = shop.recommend("rhea", k=8)
+    assert [(r.item_id, r.reason) for r in cold] == [(r.item_id, r.reason) for r in warm]
+    width = shop.layout.user_dim
+    history = {h.payload["item_id"]: h.vector[:width] for h in shop._item_hits(["el-001", "ki-001"], with_vectors=True)}
+    names = {h.payload["item_id"]: h.payload["name"] for h in shop._item_hits(["el-001", "ki-001"])}
+    for hit, rec in zip(shop._item_hits(cold.item_ids, with_vectors=True), cold):
+        closest = max(history, key=lambda i: float(hit.vector[:width] @ history[i]))
+        assert rec.reason.startswith(f"like {names[closest]}"), (rec.item_id, rec.reason)
+    assert {r.reason.split(";")[0] for r in cold} == {f"like {n}" for n in names.values()}
+
+
 def test_a_long_seen_list_still_gets_k_results_from_hnsw(tmp_path, encoder):
     """Above the exact-search size the store walks HNSW; under a strict filter (thousands of
     seen items excluded) the walk can come back short, and the Recommender then scans exactly."""

@@ -114,3 +114,16 @@ def test_bool_fields_filter_and_read_back_as_bools(store):
     hits = store.query("items", _unit(0, 0, 0, 1), 5, parse_filter({"in_stock": True}))
     assert _ids(hits) == ["s1"] and hits[0].payload["in_stock"] is True
     assert store.retrieve("items", ids[1:])[0].payload["in_stock"] is False
+
+
+def test_edge_reuses_an_exclusion_only_for_the_same_ids():
+    """Edge keeps recently built id exclusions (parsing UUIDs is its costliest filter step);
+    a different id list, even by one id, builds its own."""
+    from semrec.store.edge import _ExclusionCache
+
+    cache = _ExclusionCache(size=2)
+    a, b, c = (point_id("item", x) for x in "abc")
+    first = cache([a, b])
+    assert cache([a, b]) is first
+    assert cache([a, b, c]) is not first and cache([a]) is not first
+    assert cache([a, b]) is not first  # evicted: at most `size` kept

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -60,6 +61,8 @@ class EdgeStore:
         self._meta = read_json(self.path / _META_FILE, {"collections": {}})
         self._shards: dict[str, qe.EdgeShard] = {}
         self._bools: dict[str, set[str]] = {}
+        self._counts: dict[str, int] = {}  # this process holds the folder's lock: only it writes
+        self._exclusions = _ExclusionCache()
 
     def refresh(self) -> bool:
         """Follow a blue-green switch: reopen on the version `CURRENT` now names.
@@ -82,7 +85,7 @@ class EdgeStore:
         old_shards, old_lock = self._shards, self._lock
         self.path, self.version, self._lock = path, pointer["version"], lock
         self._meta = read_json(path / _META_FILE, {"collections": {}})
-        self._shards, self._bools = {}, {}
+        self._shards, self._bools, self._counts = {}, {}, {}
         self._pointer_stamp = stamp
         for shard in old_shards.values():
             shard.close()
@@ -133,6 +136,7 @@ class EdgeStore:
             for pid, row, payload in zip(ids, rows, payloads)
         ]
         self._shard(name).update(qe.UpdateOperation.upsert_points(points))
+        self._counts.pop(name, None)
 
     def set_payload(self, name: str, ids: Sequence[str], payload: dict[str, Any]) -> None:
         if ids:
@@ -142,6 +146,7 @@ class EdgeStore:
     def delete(self, name: str, ids: Sequence[str]) -> None:
         if ids:
             self._shard(name).update(qe.UpdateOperation.delete_points(list(ids)))
+            self._counts.pop(name, None)
 
     def retrieve(
         self, name: str, ids: Sequence[str], with_vectors: bool = False, with_payload: bool = True
@@ -162,12 +167,13 @@ class EdgeStore:
         with_vectors: bool = False,
     ) -> list[Hit]:
         shard = self._shard(name)
+        condition = _edge_filter(filter, self._exclusions)
 
         def search(exact: bool) -> list[Hit]:
             request = qe.QueryRequest(
                 limit=k,
                 query=qe.Query.Nearest(np.asarray(vector, dtype=np.float32).tolist(), using=VECTOR),
-                filter=_edge_filter(filter),
+                filter=condition,
                 with_payload=True,
                 with_vector=[VECTOR] if with_vectors else False,
                 params=qe.SearchParams(exact=exact, hnsw_ef=HNSW_EF),
@@ -200,7 +206,9 @@ class EdgeStore:
                 return
 
     def count(self, name: str) -> int:
-        return self._shard(name).info().points_count
+        if name not in self._counts:
+            self._counts[name] = self._shard(name).info().points_count
+        return self._counts[name]
 
     def finish_bulk_load(self, name: str) -> None:
         shard = self._shard(name)
@@ -231,12 +239,16 @@ class EdgeStore:
 
     def _hit(self, name: str, point: Any, with_vectors: bool) -> Hit:
         vector = None
-        if with_vectors and point.vector is not None:
-            vector = np.asarray(point.vector[VECTOR], dtype=np.float32)
+        if with_vectors:
+            vectors = point.vector  # each attribute read converts from the engine: read once
+            if vectors is not None:
+                vector = np.asarray(vectors[VECTOR], dtype=np.float32)
         payload = point.payload or {}
-        for field_name in self._bool_fields(name) & payload.keys():
-            if isinstance(payload[field_name], int):
-                payload[field_name] = bool(payload[field_name])
+        bools = self._bool_fields(name)
+        if bools:
+            for field_name in bools & payload.keys():
+                if isinstance(payload[field_name], int):
+                    payload[field_name] = bool(payload[field_name])
         return Hit(str(point.id), payload, float(getattr(point, "score", 0.0)), vector)
 
     def _save_meta(self) -> None:
@@ -280,8 +292,31 @@ def _edge_condition(condition: Condition) -> qe.FieldCondition:
     return qe.FieldCondition(condition.field, range=qe.RangeFloat(**condition.value))
 
 
-def _edge_filter(filter: Filter | None) -> qe.Filter | None:
+class _ExclusionCache:
+    """Recently built id-exclusion conditions, by their ids. Building one parses every UUID
+    string (about 3 µs each: 0.5 ms for a 150-item history), and a user's `seen` list is the
+    same from one call to the next until their next event."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._conditions: OrderedDict[tuple[str, ...], qe.HasIdCondition] = OrderedDict()
+
+    def __call__(self, ids: Sequence[str]) -> qe.HasIdCondition:
+        key = tuple(ids)
+        condition = self._conditions.get(key)
+        if condition is None:
+            condition = self._conditions[key] = qe.HasIdCondition(set(key))
+            if len(self._conditions) > self.size:
+                self._conditions.popitem(last=False)
+        else:
+            self._conditions.move_to_end(key)
+        return condition
+
+
+def _edge_filter(filter: Filter | None, exclusions: _ExclusionCache | None = None) -> qe.Filter | None:
     if not filter:
         return None
-    must_not = [qe.HasIdCondition(set(filter.exclude_ids))] if filter.exclude_ids else None
+    must_not = None
+    if filter.exclude_ids:
+        must_not = [exclusions(filter.exclude_ids) if exclusions else qe.HasIdCondition(set(filter.exclude_ids))]
     return qe.Filter(must=[_edge_condition(c) for c in filter.must] or None, must_not=must_not)
