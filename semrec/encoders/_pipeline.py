@@ -10,7 +10,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -219,6 +219,16 @@ class CompiledEncoder:
     def _infer_one(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         return self._infer(input_ids, attention_mask)
 
+    def _infer_batches(
+        self, batches: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], out: np.ndarray
+    ) -> Iterator[int]:
+        """Run padded `(rows, input_ids, attention_mask)` batches, writing each result into
+        `out[rows]`; yield each batch's size once it is handed over (for progress). This one
+        runs them one after another; a backend may overlap them."""
+        for rows, ids, mask in batches:
+            out[rows] = self._infer(ids, mask)
+            yield len(rows)
+
     def encode(
         self, texts: Sequence[str], *, batch_size: int = 64, show_progress: bool = False
     ) -> np.ndarray:
@@ -235,11 +245,13 @@ class CompiledEncoder:
                 with self._lock:  # a Hugging Face tokenizer must not be used by two threads at once
                     seqs = self.tokenizer(cap_texts(texts[start : start + TOKENIZE_CHUNK]))
                 lengths = [len(s) for s in seqs]
-                for rows in length_sorted_batches(lengths, batch_size):
-                    ids, mask = pad_batch([seqs[i] for i in rows], self.tokenizer.pad_id)
-                    with self._lock:
-                        out[start + rows] = self._infer(ids, mask)
-                    bar.update(len(rows))
+                batches = (
+                    (start + rows, *pad_batch([seqs[i] for i in rows], self.tokenizer.pad_id))
+                    for rows in length_sorted_batches(lengths, batch_size)
+                )
+                with self._lock:
+                    for done in self._infer_batches(batches, out):
+                        bar.update(done)
         return l2_normalize(out)
 
     def encode_query(self, text: str) -> np.ndarray:
