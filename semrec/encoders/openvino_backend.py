@@ -141,7 +141,7 @@ class OpenVINOEncoder(CompiledEncoder):
 
     def _infer_batches(self, batches, out: np.ndarray):
         """Batches overlap on OpenVINO's throughput streams (as many as it picks for the
-        threads, e.g. one per core): measured 1.2x the one-request-at-a-time path on 2 cores
+        threads, e.g. one per core): measured 1.1-1.3x the one-request-at-a-time path on 2 cores
         (benchmarks/RESULTS.md section 3)."""
         import openvino as ov
 
