@@ -30,6 +30,10 @@ USERS = "users"
 _BASE_INDEXES = {"item_id": "keyword", "category_levels": "keyword", "tags": "keyword", "popularity": "float"}
 #: Item vectors (history items and recommended items) kept in memory for the reasons.
 _VECTOR_CACHE_ITEMS = 20_000
+#: Stored user points (profile payload and vector) kept in memory between `recommend` calls, on
+#: the embedded store only: its folder lock makes this process the only writer, and every write
+#: to a profile here evicts it.
+_PROFILE_CACHE_USERS = 2_000
 #: Payload field: an item's interactions at the last `fit_collaborative()` (hybrid stores).
 CF_INTERACTIONS = "cf_interactions"
 #: Item payload keys the store manages (not catalog fields): kept on re-index, never hashed.
@@ -115,6 +119,7 @@ class Recommender:
         self.config = config or RecommenderConfig()
         self._layout: VectorLayout | None = None
         self._vector_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._profile_cache: OrderedDict[str, Hit] | None = OrderedDict() if store.kind == "edge" else None
         self._check_model(ITEMS)
         self._check_model(USERS)
 
@@ -162,6 +167,7 @@ class Recommender:
             return False
         self._layout = None
         self._vector_cache.clear()
+        self._forget_cached_profiles()
         self._check_model(ITEMS)
         self._check_model(USERS)
         return True
@@ -282,6 +288,7 @@ class Recommender:
             self.store.upsert(ITEMS, [h.id for h in chunk], vectors[start : start + 1000], payloads)
         self.store.finish_bulk_load(ITEMS)
         self._vector_cache.clear()
+        self._forget_cached_profiles()
         by_item = {h.payload["item_id"]: cf[j] for j, h in enumerate(items)}
         for start in range(0, len(users), 1000):
             chunk = users[start : start + 1000]
@@ -381,6 +388,7 @@ class Recommender:
             return False
         self._add_popularity(Counter({i: -1 for i in profile.seen}))
         self.store.delete(USERS, [point_id("user", profile.user_id)])
+        self._forget_cached_profiles([profile.user_id])
         return True
 
     # queries -----------------------------------------------------------------------------------
@@ -401,7 +409,7 @@ class Recommender:
         k = self._check_k(k)
         uid = canonical_id(user_id, "user_id")
         flt = self._filter(filter)
-        hits = self.store.retrieve(USERS, [point_id("user", uid)], with_vectors=True) if self.store.has_collection(USERS) else []
+        hits = self._stored_user(uid)
         if not hits:
             if self.config.unknown_user == "raise":
                 raise UnknownUserError(
@@ -409,7 +417,7 @@ class Recommender:
                     "interests with set_interests(), or use unknown_user='popular'."
                 )
             return self.popular(k, filter)
-        profile = hits[0].payload  # read as stored: the query needs only `seen` and, for reasons, the history
+        profile = hits[0].payload  # as stored (not validated): the query needs `seen`, the reasons the history
         if exclude_seen:
             flt.exclude_ids = [point_id("item", i) for i in profile.get("seen", [])]
         layout, cfg = self.layout, self.config.collaborative
@@ -528,7 +536,33 @@ class Recommender:
         vectors = np.stack(vectors)
         ids = [point_id("user", uid) for uid in profiles]
         payloads = [p.model_dump() for p in profiles.values()]
+        self._forget_cached_profiles(list(profiles))
         self.store.upsert(USERS, ids, vectors, payloads)
+
+    def _stored_user(self, uid: str) -> list[Hit]:
+        """The user's stored point (payload and vector) as a one-element list, or [] if unknown;
+        kept in memory on the embedded store (see `_PROFILE_CACHE_USERS`)."""
+        cache = self._profile_cache
+        if cache is not None and uid in cache:
+            cache.move_to_end(uid)
+            return [cache[uid]]
+        if not self.store.has_collection(USERS):
+            return []
+        hits = self.store.retrieve(USERS, [point_id("user", uid)], with_vectors=True)
+        if hits and cache is not None:
+            cache[uid] = hits[0]
+            if len(cache) > _PROFILE_CACHE_USERS:
+                cache.popitem(last=False)
+        return hits
+
+    def _forget_cached_profiles(self, user_ids: list[str] | None = None) -> None:
+        """Evict users' cached points (all of them when `user_ids` is None)."""
+        if self._profile_cache is None:
+            return
+        if user_ids is None:
+            self._profile_cache.clear()
+        for uid in user_ids or ():
+            self._profile_cache.pop(uid, None)
 
     def _load_profiles(self, user_ids: set[str]) -> dict[str, UserProfile]:
         if not self.store.has_collection(USERS) or not user_ids:

@@ -138,6 +138,7 @@ def test_duplicate_events_are_ignored(shop):
 def test_forget_user_removes_every_trace(shop):
     shop.record("ivy", "pe-002")
     assert shop.item("pe-002")["popularity"] == 1
+    assert shop.recommend("ivy", k=1)[0].reason != "popular"  # served (and kept in memory on Edge)
     assert shop.forget_user("ivy") is True
     assert shop.profile("ivy") is None and shop.item("pe-002")["popularity"] == 0
     assert shop.recommend("ivy", k=1)[0].reason == "popular"
