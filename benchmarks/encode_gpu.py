@@ -44,7 +44,7 @@ def catalogue_texts(n: int) -> list[str]:
 
 
 def rate(call, n: int, repeats: int, sync) -> float:
-    """Median items/s over `repeats` timed calls (after one warm-up call on a slice)."""
+    """Median items/s over `repeats` timed calls (the caller warms up first)."""
     timings = []
     for _ in range(repeats):
         sync()

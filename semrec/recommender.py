@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter, OrderedDict, defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -21,6 +21,7 @@ from .errors import ConfigError, ModelMismatchError, NotIndexedError, UnknownUse
 from .profiles import Event, ProfileConfig, UserProfile, events_from_frame, make_event, pool_vectors, user_vector
 from .ranking import Recommendation, Results, explain, mmr
 from .store import Hit, VectorStore, open_store, parse_filter, point_id
+from .store.base import LRUCache
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +119,8 @@ class Recommender:
         self.encoder = encoder
         self.config = config or RecommenderConfig()
         self._layout: VectorLayout | None = None
-        self._vector_cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._profile_cache: OrderedDict[str, Hit] | None = OrderedDict() if store.kind == "edge" else None
+        self._vector_cache = LRUCache(_VECTOR_CACHE_ITEMS)  # item id -> leading (text + cf) components
+        self._profile_cache = LRUCache(_PROFILE_CACHE_USERS) if store.kind == "edge" else None  # user id -> Hit
         self._check_model(ITEMS)
         self._check_model(USERS)
 
@@ -474,17 +475,13 @@ class Recommender:
         process's writes evict what they change, `refresh` clears it. Recommendations
         concentrate on a small share of the catalogue, so most hits are cached."""
         cache = self._vector_cache
-        missing = [i for i in item_ids if i not in cache]
+        found = {i: v for i in item_ids if (v := cache.touch(i)) is not None}
+        missing = [i for i in item_ids if i not in found]
         if missing:
             width, points = self.layout.user_dim, {point_id("item", i): i for i in missing}
             for hit in self.store.retrieve(ITEMS, list(points), with_vectors=True, with_payload=False):
-                cache[points[hit.id]] = hit.vector[:width]
-            while len(cache) > _VECTOR_CACHE_ITEMS:
-                cache.popitem(last=False)
-        for i in item_ids:
-            if i in cache:
-                cache.move_to_end(i)
-        return {i: cache[i] for i in item_ids if i in cache}
+                found[points[hit.id]] = cache.put(points[hit.id], hit.vector[:width])
+        return {i: found[i] for i in item_ids if i in found}
 
     def _apply(self, events: list[Event], on_unknown: str) -> tuple[list[UserProfile], RecordReport]:
         events = sorted(events, key=lambda e: e.ts)
@@ -543,16 +540,14 @@ class Recommender:
         """The user's stored point (payload and vector) as a one-element list, or [] if unknown;
         kept in memory on the embedded store (see `_PROFILE_CACHE_USERS`)."""
         cache = self._profile_cache
-        if cache is not None and uid in cache:
-            cache.move_to_end(uid)
-            return [cache[uid]]
+        cached = cache.touch(uid) if cache is not None else None
+        if cached is not None:
+            return [cached]
         if not self.store.has_collection(USERS):
             return []
         hits = self.store.retrieve(USERS, [point_id("user", uid)], with_vectors=True)
         if hits and cache is not None:
-            cache[uid] = hits[0]
-            if len(cache) > _PROFILE_CACHE_USERS:
-                cache.popitem(last=False)
+            cache.put(uid, hits[0])
         return hits
 
     def _forget_cached_profiles(self, user_ids: list[str] | None = None) -> None:

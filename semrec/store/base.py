@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections import OrderedDict
 from functools import lru_cache
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Literal, Protocol, Sequence
@@ -23,6 +24,30 @@ EXACT_SEARCH_MAX_CELLS = 20_000 * 384
 #: items with the hybrid layout, top-10 overlap with exact search was 0.94 at the default, 0.95
 #: at 128, 0.96 at 256 and 0.97 at 512; 256 cost ~2 ms more per query at 10k and 100k items.
 HNSW_EF: int | None = None
+
+
+class LRUCache(OrderedDict):
+    """A dict that keeps its `size` most recently used entries: for in-process copies of what a
+    store holds (who fills one also evicts what its own writes change)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def touch(self, key: Any) -> Any:
+        """The value of `key` (now the most recent), or None."""
+        if key not in self:
+            return None
+        self.move_to_end(key)
+        return self[key]
+
+    def put(self, key: Any, value: Any) -> Any:
+        """Store `value` as the most recent entry, dropping the oldest beyond `size`."""
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
+        return value
 
 
 @lru_cache(maxsize=1_000_000)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -12,7 +11,7 @@ import qdrant_edge as qe
 
 from ..errors import ConfigError, StoreLockedError
 from ..files import FolderLock, atomic_write_json, read_json, store_folder
-from .base import HNSW_EF, Condition, Filter, Hit, IndexKind, query_filled, use_exact
+from .base import HNSW_EF, Condition, Filter, Hit, IndexKind, LRUCache, query_filled, use_exact
 
 log = logging.getLogger(__name__)
 
@@ -168,11 +167,12 @@ class EdgeStore:
     ) -> list[Hit]:
         shard = self._shard(name)
         condition = _edge_filter(filter, self._exclusions)
+        nearest = qe.Query.Nearest(np.asarray(vector, dtype=np.float32).tolist(), using=VECTOR)
 
         def search(exact: bool) -> list[Hit]:
             request = qe.QueryRequest(
                 limit=k,
-                query=qe.Query.Nearest(np.asarray(vector, dtype=np.float32).tolist(), using=VECTOR),
+                query=nearest,
                 filter=condition,
                 with_payload=True,
                 with_vector=[VECTOR] if with_vectors else False,
@@ -186,7 +186,7 @@ class EdgeStore:
     def top_by(self, name: str, field_name: str, k: int, filter: Filter | None = None) -> list[Hit]:
         order = qe.OrderBy(field_name, direction=qe.Direction.Desc)
         records, _ = self._shard(name).scroll(
-            qe.ScrollRequest(limit=k, filter=_edge_filter(filter), with_payload=True, order_by=order)
+            qe.ScrollRequest(limit=k, filter=_edge_filter(filter, self._exclusions), with_payload=True, order_by=order)
         )
         return [self._hit(name, r, False) for r in records]
 
@@ -292,31 +292,22 @@ def _edge_condition(condition: Condition) -> qe.FieldCondition:
     return qe.FieldCondition(condition.field, range=qe.RangeFloat(**condition.value))
 
 
-class _ExclusionCache:
+class _ExclusionCache(LRUCache):
     """Recently built id-exclusion conditions, by their ids. Building one parses every UUID
     string (about 3 µs each: 0.5 ms for a 150-item history), and a user's `seen` list is the
     same from one call to the next until their next event."""
 
     def __init__(self, size: int = 256) -> None:
-        self.size = size
-        self._conditions: OrderedDict[tuple[str, ...], qe.HasIdCondition] = OrderedDict()
+        super().__init__(size)
 
     def __call__(self, ids: Sequence[str]) -> qe.HasIdCondition:
         key = tuple(ids)
-        condition = self._conditions.get(key)
-        if condition is None:
-            condition = self._conditions[key] = qe.HasIdCondition(set(key))
-            if len(self._conditions) > self.size:
-                self._conditions.popitem(last=False)
-        else:
-            self._conditions.move_to_end(key)
-        return condition
+        condition = self.touch(key)
+        return condition if condition is not None else self.put(key, qe.HasIdCondition(set(key)))
 
 
-def _edge_filter(filter: Filter | None, exclusions: _ExclusionCache | None = None) -> qe.Filter | None:
+def _edge_filter(filter: Filter | None, exclusions: _ExclusionCache) -> qe.Filter | None:
     if not filter:
         return None
-    must_not = None
-    if filter.exclude_ids:
-        must_not = [exclusions(filter.exclude_ids) if exclusions else qe.HasIdCondition(set(filter.exclude_ids))]
+    must_not = [exclusions(filter.exclude_ids)] if filter.exclude_ids else None
     return qe.Filter(must=[_edge_condition(c) for c in filter.must] or None, must_not=must_not)

@@ -162,13 +162,15 @@ class QdrantStore:
         exact: bool | None = None,
         with_vectors: bool = False,
     ) -> list[Hit]:
+        query, query_filter = np.asarray(vector, dtype=np.float32).tolist(), _client_filter(filter)
+
         def search(exact: bool) -> list[Hit]:
             response = self.client.query_points(
                 self._name(name),
-                query=np.asarray(vector, dtype=np.float32).tolist(),
+                query=query,
                 using=VECTOR,
                 limit=k,
-                query_filter=_client_filter(filter),
+                query_filter=query_filter,
                 with_payload=True,
                 with_vectors=[VECTOR] if with_vectors else False,
                 search_params=None if self.local else models.SearchParams(exact=exact, hnsw_ef=HNSW_EF),
