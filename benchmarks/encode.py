@@ -41,14 +41,14 @@ from semrec.encoders.quality_guard import (
 DATA = Path("/work/shared/data/ml-latest-small")
 
 
-def movie_texts() -> list[str]:
+def movie_texts(data: Path = DATA) -> list[str]:
     tags: dict[str, list[str]] = defaultdict(list)
-    with open(DATA / "tags.csv", newline="", encoding="utf-8") as fh:
+    with open(data / "tags.csv", newline="", encoding="utf-8") as fh:
         for row in csv.DictReader(fh):
             if row["tag"] not in tags[row["movieId"]]:
                 tags[row["movieId"]].append(row["tag"])
     texts = []
-    with open(DATA / "movies.csv", newline="", encoding="utf-8") as fh:
+    with open(data / "movies.csv", newline="", encoding="utf-8") as fh:
         for row in csv.DictReader(fh):
             text = f"Movie: {row['title']}. Genres: {', '.join(row['genres'].split('|'))}."
             if tags[row["movieId"]]:

@@ -1,24 +1,28 @@
 """End-to-end GPU encoding of a large catalogue (issue 5's GPU target): semrec's "gpu" backend
 against sentence-transformers' `encode` on the same device, in one run.
 
-Reports items/s (median over repeats) of:
-- sentence-transformers `encode` at its defaults (batch 32, fp32) and at its best batch size in
-  half precision (the fastest of the batch sizes tried);
-- semrec's `load_encoder(backend="gpu")` (pre-tokenised, length-bucketed bf16/fp16 batches,
-  tokenisation overlapped with the GPU);
-and the gpu backend's mean / min cosine and top-10 overlap against fp32 on a sample.
+Reports items/s of:
+- sentence-transformers `encode` at its defaults (batch 32, fp32), and in half precision at the
+  batch sizes given (the best is "st_best"), on the first `--st-items` texts;
+- semrec's gpu backend end to end (`GpuEncoder.encode`): the first call, which starts the
+  tokenising worker processes, and the median of `--repeats` further calls;
+- its two halves apart: the input pipeline alone (tokenise, bucket, pad, pin; with the worker
+  processes and with one thread) and the model alone on pre-made batches;
+and the gpu backend's mean / min cosine and top-10 overlap against fp32 torch on a sample.
+Each figure is printed as a JSON line when measured; the whole record at the end (and `--out`).
 
 Texts: MovieLens titles + genres + tags (about 20 tokens each), cycled with a numbered suffix to
 `--items` distinct texts; semrec's shipped texts when the data folder is absent.
 
-    .venv/bin/python benchmarks/encode_gpu.py [--items 200000] [--repeats 3]
-    .venv/bin/python benchmarks/encode_gpu.py --device cpu --items 2000 --repeats 1   # smoke test
+    python benchmarks/encode_gpu.py [--items 200000] [--repeats 3] [--model DIR] [--data DIR]
+    python benchmarks/encode_gpu.py --device cpu --items 3000 --st-items 500 --repeats 1  # smoke
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -36,23 +40,64 @@ from semrec.encoders.gpu_backend import GpuEncoder
 from semrec.encoders.quality_guard import top_k_overlap
 
 
-def catalogue_texts(n: int) -> list[str]:
+def catalogue_texts(n: int, data: Path | None = None) -> list[str]:
     from encode import DATA, movie_texts
 
-    base = movie_texts() if (DATA / "movies.csv").exists() else list(CALIBRATION_TEXTS)
-    return [base[i % len(base)] + (f" Copy {i // len(base)}." if i >= len(base) else "") for i in range(n)]
+    data = data or DATA
+    base = movie_texts(data) if (data / "movies.csv").exists() else list(CALIBRATION_TEXTS)
+    return [
+        base[i % len(base)] + (f" Copy {i // len(base)}." if i >= len(base) else "")
+        for i in range(n)
+    ]
+
+
+def timed(call, sync) -> float:
+    sync()
+    start = time.perf_counter()
+    call()
+    sync()
+    return time.perf_counter() - start
 
 
 def rate(call, n: int, repeats: int, sync) -> float:
     """Median items/s over `repeats` timed calls (the caller warms up first)."""
-    timings = []
-    for _ in range(repeats):
-        sync()
-        start = time.perf_counter()
-        call()
-        sync()
-        timings.append(time.perf_counter() - start)
-    return n / statistics.median(timings)
+    return n / statistics.median(timed(call, sync) for _ in range(repeats))
+
+
+def measure_st(args, texts: list[str], half, sync, report) -> None:
+    """sentence-transformers' own `encode`: defaults (fp32, batch 32), then half precision."""
+    st = SentenceTransformerEncoder(args.model, device=args.device).model
+    st.encode(texts[:2048])
+    report("st_default_fp32", rate(lambda: st.encode(texts), len(texts), args.repeats, sync))
+    st = st.to(dtype=half)
+    for size in args.st_batch_sizes:
+        st.encode(texts[:2048], batch_size=size)
+        value = rate(
+            lambda size=size: st.encode(texts, batch_size=size), len(texts), args.repeats, sync
+        )
+        report(f"st_{str(half).removeprefix('torch.')}_batch_{size}", value)
+
+
+def pipeline_rate(gpu: GpuEncoder, texts: list[str], repeats: int, sync) -> float:
+    """items/s of the input side alone: tokenise, bucket, pad, pin (no model)."""
+    return rate(lambda: sum(1 for _ in gpu.batches(texts)), len(texts), repeats, sync)
+
+
+def measure_gpu(gpu: GpuEncoder, texts: list[str], repeats: int, sync, report) -> None:
+    """semrec's gpu backend end to end, then its input pipeline and its model apart."""
+    report("semrec_gpu_backend", f"{gpu.backend}, {gpu.workers} tokenising processes")
+    gpu.encode(texts[:2048])  # one chunk: warms the kernels, starts no workers
+    report("semrec_gpu_first_call", len(texts) / timed(lambda: gpu.encode(texts), sync))
+    report("semrec_gpu", rate(lambda: gpu.encode(texts), len(texts), repeats, sync))
+    report("input_pipeline_workers", pipeline_rate(gpu, texts, repeats, sync))
+    made = list(gpu.batches(texts))
+
+    def model_only():
+        for _rows, ids, mask in made:
+            gpu.embed_batch(ids, mask)
+
+    model_only()
+    report("model_only", rate(model_only, len(texts), repeats, sync))
 
 
 def main() -> None:
@@ -60,7 +105,13 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=200_000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cuda")
+    ap.add_argument("--model", default=None, help="model folder (default: the packaged model)")
+    ap.add_argument("--data", type=Path, default=None, help="MovieLens folder for the texts")
+    ap.add_argument("--st-items", type=int, default=50_000, help="texts for the st baselines")
     ap.add_argument("--st-batch-sizes", type=int, nargs="+", default=[256, 1024])
+    ap.add_argument(
+        "--workers", type=int, default=None, help="tokenising processes (default: auto)"
+    )
     ap.add_argument("--sample", type=int, default=2000, help="texts compared with fp32")
     ap.add_argument("--out", default=None, help="also write the JSON results here")
     args = ap.parse_args()
@@ -69,41 +120,55 @@ def main() -> None:
 
     cuda = args.device.startswith("cuda")
     sync = torch.cuda.synchronize if cuda else (lambda: None)
-    half = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if cuda else torch.float32
-    texts = catalogue_texts(args.items)
-    reference = SentenceTransformerEncoder(None, device="cpu")
+    half = (
+        (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+        if cuda
+        else torch.float32
+    )
+    texts = catalogue_texts(args.items, args.data)
+    st_texts = texts[: args.st_items]
+    reference = SentenceTransformerEncoder(args.model, device="cpu")
     results: dict = {
         "machine": (torch.cuda.get_device_name() if cuda else platform.processor() or "cpu")
-        + f"; torch {torch.__version__}; python {platform.python_version()}",
+        + f"; {os.cpu_count()} CPUs; torch {torch.__version__}; python {platform.python_version()}",
         "items": len(texts),
         "command": "python benchmarks/encode_gpu.py " + " ".join(sys.argv[1:]),
     }
 
-    st = SentenceTransformerEncoder(None, device=args.device).model
-    st.encode(texts[:2048])
-    results["st_default_fp32"] = rate(lambda: st.encode(texts), len(texts), args.repeats, sync)
-    print(json.dumps({"st_default_fp32": round(results["st_default_fp32"])}), flush=True)
-    st = st.to(dtype=half)
-    best = {}
-    for batch_size in args.st_batch_sizes:
-        st.encode(texts[:2048], batch_size=batch_size)
-        best[batch_size] = rate(lambda: st.encode(texts, batch_size=batch_size), len(texts), args.repeats, sync)
-        print(json.dumps({f"st_{str(half).removeprefix('torch.')}_batch_{batch_size}": round(best[batch_size])}), flush=True)
-    results["st_best"] = {"batch_size": max(best, key=best.get), "items_per_s": max(best.values())}
-    del st
+    def report(key: str, value) -> None:
+        results[key] = value
+        print(json.dumps({key: round(value) if isinstance(value, float) else value}), flush=True)
 
-    gpu = GpuEncoder(reference, device=args.device)
-    gpu.encode(texts[:2048])
-    results["semrec_gpu"] = rate(lambda: gpu.encode(texts), len(texts), args.repeats, sync)
-    results["semrec_gpu_backend"] = gpu.backend
+    measure_st(args, st_texts, half, sync, report)
+    results["st_best"] = max(
+        (
+            {"batch_size": int(k.rsplit("_", 1)[1]), "items_per_s": v}
+            for k, v in results.items()
+            if k.startswith("st_") and "_batch_" in k
+        ),
+        key=lambda best: best["items_per_s"],
+    )
+    gpu = GpuEncoder(reference, device=args.device, workers=args.workers)
+    measure_gpu(gpu, texts, args.repeats, sync, report)
+    gpu.close()
+    report(
+        "input_pipeline_one_thread",
+        pipeline_rate(
+            GpuEncoder(reference, device=args.device, workers=0), texts, args.repeats, sync
+        ),
+    )
     results["semrec_vs_st_default"] = results["semrec_gpu"] / results["st_default_fp32"]
     results["semrec_vs_st_best"] = results["semrec_gpu"] / results["st_best"]["items_per_s"]
 
     sample = texts[: args.sample]
     ref, got = reference.encode(sample), gpu.encode(sample)
     cos = np.sum(ref * got, axis=1)
-    results["fidelity"] = {"mean_cos": float(cos.mean()), "min_cos": float(cos.min()),
-                           "top10_overlap": float(top_k_overlap(ref, got, 10)), "texts": len(sample)}
+    results["fidelity"] = {
+        "mean_cos": float(cos.mean()),
+        "min_cos": float(cos.min()),
+        "top10_overlap": float(top_k_overlap(ref, got, 10)),
+        "texts": len(sample),
+    }
     text = json.dumps(results, indent=2)
     print(text)
     if args.out:

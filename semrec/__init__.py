@@ -8,23 +8,62 @@ Example:
     >>> rec.recommend("u1", k=5)
 """
 
-from .catalog import Catalog, Item, Reject, load_catalog, write_rejects
-from .collaborative import CollaborativeConfig
-from .encoders import Encoder, ModelFingerprint, load_encoder
-from .errors import (
-    CatalogError,
-    ConfigError,
-    MissingExtraError,
-    ModelMismatchError,
-    NotIndexedError,
-    SemrecError,
-    StoreLockedError,
-    UnknownUserError,
-)
-from .profiles import Event, ProfileConfig, UserProfile
-from .ranking import Recommendation, Results
-from .recommender import CollaborativeReport, IndexReport, Recommender, RecommenderConfig, RecordReport
-from .store import EdgeStore, QdrantStore, VectorStore, open_store
+from typing import TYPE_CHECKING
+
+#: Public name -> the module defining it. Imported on first use, so that `import semrec` and
+#: light parts such as `semrec.encoders` do not load the store, pydantic and Qdrant clients
+#: (worker processes and the command line start faster).
+_EXPORTS = {
+    "semrec.catalog": ("Catalog", "Item", "Reject", "load_catalog", "write_rejects"),
+    "semrec.collaborative": ("CollaborativeConfig",),
+    "semrec.encoders": ("Encoder", "ModelFingerprint", "load_encoder"),
+    "semrec.errors": (
+        "CatalogError",
+        "ConfigError",
+        "MissingExtraError",
+        "ModelMismatchError",
+        "NotIndexedError",
+        "SemrecError",
+        "StoreLockedError",
+        "UnknownUserError",
+    ),
+    "semrec.profiles": ("Event", "ProfileConfig", "UserProfile"),
+    "semrec.ranking": ("Recommendation", "Results"),
+    "semrec.recommender": (
+        "CollaborativeReport",
+        "IndexReport",
+        "Recommender",
+        "RecommenderConfig",
+        "RecordReport",
+    ),
+    "semrec.store": ("EdgeStore", "QdrantStore", "VectorStore", "open_store"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+if TYPE_CHECKING:  # what static tools see
+    from .catalog import Catalog, Item, Reject, load_catalog, write_rejects
+    from .collaborative import CollaborativeConfig
+    from .encoders import Encoder, ModelFingerprint, load_encoder
+    from .errors import (
+        CatalogError,
+        ConfigError,
+        MissingExtraError,
+        ModelMismatchError,
+        NotIndexedError,
+        SemrecError,
+        StoreLockedError,
+        UnknownUserError,
+    )
+    from .profiles import Event, ProfileConfig, UserProfile
+    from .ranking import Recommendation, Results
+    from .recommender import (
+        CollaborativeReport,
+        IndexReport,
+        Recommender,
+        RecommenderConfig,
+        RecordReport,
+    )
+    from .store import EdgeStore, QdrantStore, VectorStore, open_store
 
 __version__ = "0.1.0"
 
@@ -61,3 +100,18 @@ __all__ = [
     "open_store",
     "write_rejects",
 ]
+
+
+def __getattr__(name: str):
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'semrec' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

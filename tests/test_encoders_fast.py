@@ -195,23 +195,68 @@ def test_length_sorted_batches_cover_each_row_once():
         length_sorted_batches([1], batch_size=0)
 
 
-def test_gpu_pipeline_on_cpu_multi_chunk(tiny_model, torch_encoder):
-    """The GPU path's bucketing + threaded tokenisation, with the model in fp32 on CPU."""
+@pytest.mark.parametrize("workers", [0, 2], ids=["thread", "processes"])
+def test_gpu_pipeline_on_cpu_multi_chunk(tiny_model, torch_encoder, workers):
+    """The GPU path's bucketing and its tokenisation ahead of the model (in a thread, or in
+    forked worker processes), with the model in fp32 on CPU: same vectors, input order kept."""
     import torch
 
     from semrec.encoders.gpu_backend import GpuEncoder, prepare_chunk
 
     enc = GpuEncoder(
-        torch_encoder, device="cpu", dtype=torch.float32, workers=2, max_tokens=64, chunk_texts=7
+        torch_encoder,
+        device="cpu",
+        dtype=torch.float32,
+        workers=workers,
+        max_tokens=64,
+        chunk_texts=7,
     )
     texts = list(CALIBRATION_TEXTS[:30]) + TEXTS
-    got = enc.encode(texts)
-    np.testing.assert_allclose(got, torch_encoder.encode(texts), atol=1e-4)
+    try:
+        got = enc.encode(texts)
+        np.testing.assert_allclose(got, torch_encoder.encode(texts), atol=1e-4)
+        assert (enc._pool is not None) == (workers > 0)  # workers start for multi-chunk inputs
+        np.testing.assert_allclose(enc.encode(texts[::-1]), got[::-1], atol=1e-5)  # pool reused
+    finally:
+        enc.close()
+    assert enc._pool is None
     batches = prepare_chunk(enc.tokenizer, texts[:10], max_tokens=64)
     rows = np.concatenate([rows.numpy() for rows, _, _ in batches])
     assert sorted(rows.tolist()) == list(range(10))
     for _rows, ids, mask in batches:
         assert ids.shape == mask.shape and (ids.shape[0] == 1 or ids.numel() <= 64)
+
+
+def test_gpu_worker_processes_tokenise_exactly_like_the_model(torch_encoder):
+    """Forked workers produce the same padded ids as this process; they tokenise single-threaded
+    (the Rust thread pool does not survive a fork) and the parent's TOKENIZERS_PARALLELISM is
+    left as it was."""
+    import os
+
+    from semrec.encoders.gpu_backend import (
+        Tokenizer,
+        _worker_chunk,
+        chunk_batches,
+        start_worker_pool,
+    )
+
+    st = torch_encoder.model
+    tokenizer = Tokenizer(st.tokenizer, st.max_seq_length)
+    texts = [*TEXTS, "word " * 200, "Amélie (2001) — Comédie, Romance", "東京物語"]
+    tokenizer(texts)  # the parent has used the Rust tokenizer before forking
+    before = os.environ.get("TOKENIZERS_PARALLELISM")
+    pool = start_worker_pool(tokenizer, 2)
+    try:
+        remote = pool.submit(_worker_chunk, texts, 64, 3).result()
+        assert pool.submit(os.getenv, "TOKENIZERS_PARALLELISM").result() == "false"
+    finally:
+        pool.shutdown()
+    assert os.environ.get("TOKENIZERS_PARALLELISM") == before
+    local = chunk_batches(tokenizer, texts, max_tokens=64, max_rows=3)
+    assert len(remote) == len(local)
+    for got, want in zip(remote, local):
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)
 
 
 # --- the export cache -----------------------------------------------------------------------
