@@ -16,6 +16,7 @@ Texts: MovieLens titles + genres + tags (about 20 tokens each), cycled with a nu
 
     python benchmarks/encode_gpu.py [--items 200000] [--repeats 3] [--model DIR] [--data DIR]
     python benchmarks/encode_gpu.py --device cpu --items 3000 --st-items 500 --repeats 1  # smoke
+    python benchmarks/encode_gpu.py --device cpu --pipeline-only 0 1 2 --items 100000 --repeats 5
 """
 
 from __future__ import annotations
@@ -113,6 +114,13 @@ def main() -> None:
         "--workers", type=int, default=None, help="tokenising processes (default: auto)"
     )
     ap.add_argument("--sample", type=int, default=2000, help="texts compared with fp32")
+    ap.add_argument(
+        "--pipeline-only",
+        type=int,
+        nargs="+",
+        metavar="WORKERS",
+        help="measure only the input pipeline, once per worker count given (no GPU needed)",
+    )
     ap.add_argument("--out", default=None, help="also write the JSON results here")
     args = ap.parse_args()
 
@@ -139,6 +147,16 @@ def main() -> None:
         results[key] = value
         print(json.dumps({key: round(value) if isinstance(value, float) else value}), flush=True)
 
+    if args.pipeline_only:
+        for workers in args.pipeline_only:
+            gpu = GpuEncoder(reference, device=args.device, workers=workers)
+            sum(1 for _ in gpu.batches(texts))  # starts the workers
+            report(
+                f"input_pipeline_{workers}_workers", pipeline_rate(gpu, texts, args.repeats, sync)
+            )
+            gpu.close()
+        print(json.dumps(results, indent=2))
+        return
     measure_st(args, st_texts, half, sync, report)
     results["st_best"] = max(
         (

@@ -7,10 +7,12 @@ each worker tokenises a chunk of texts, sorts it by token length and cuts it int
 under a token budget, while the main process feeds earlier chunks to the model; outputs stay on
 the device until the end.
 
-Why processes: the Rust tokenizer is parallel, but its Python wrapper is not. Measured on one
-core, a ~20-token item text costs about 48 us in Rust and 14 us more in Python, so threads in
-one process top out near 1 / 14 us (about 70k texts/s) however many cores tokenise, below what
-one big GPU encodes. Worker processes (forked, like torch's DataLoader workers) scale with cores.
+Why processes: the Rust tokenizer runs on all cores, but the Python around it (building the
+id lists, sorting, padding) runs on one. On a 2-core machine (benchmarks/RESULTS.md section 3)
+one worker process made 13-14k texts/s and two 25-27k/s, while one thread of this process, the
+tokenizer on both cores, made 16-21k/s: the serial part alone costs about 20-50 us a text, so
+threads could not pass roughly 20-55k texts/s on any number of cores, well below what one big
+GPU encodes. Worker processes (forked, like torch's DataLoader workers) scale with the cores.
 
 The pipeline runs on any torch device (the tests run it on CPU in fp32).
 """
