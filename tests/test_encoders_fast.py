@@ -227,6 +227,36 @@ def test_gpu_pipeline_on_cpu_multi_chunk(tiny_model, torch_encoder, workers):
         assert ids.shape == mask.shape and (ids.shape[0] == 1 or ids.numel() <= 64)
 
 
+def test_gpu_worker_death_is_a_clear_error_and_the_pool_restarts(torch_encoder):
+    """A killed tokenising worker fails the encode with a message saying what to do; the next
+    encode starts a fresh pool and gives the same vectors."""
+    import os
+    import signal
+    import time
+
+    import torch
+
+    from semrec.encoders.gpu_backend import GpuEncoder
+    from semrec.errors import SemrecError
+
+    enc = GpuEncoder(torch_encoder, device="cpu", dtype=torch.float32, workers=2, chunk_texts=5)
+    texts = list(CALIBRATION_TEXTS[:40])
+    try:
+        want = enc.encode(texts)
+        victim = next(iter(enc._pool._processes))
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while not enc._pool._broken and time.monotonic() < deadline:  # noticed asynchronously
+            time.sleep(0.05)
+        with pytest.raises(SemrecError, match=r"worker process .* died.*call encode again"):
+            enc.encode(texts)
+        assert enc._pool is None
+        np.testing.assert_allclose(enc.encode(texts), want, atol=1e-5)
+        assert victim not in enc._pool._processes
+    finally:
+        enc.close()
+
+
 def test_gpu_worker_processes_tokenise_exactly_like_the_model(torch_encoder):
     """Forked workers produce the same padded ids as this process; they tokenise single-threaded
     (the Rust thread pool does not survive a fork) and the parent's TOKENIZERS_PARALLELISM is

@@ -30,9 +30,11 @@ import warnings
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 
+from ..errors import SemrecError
 from ._pipeline import Tokenizer, default_threads, length_sorted_batches, pad_batch
 from .base import ModelFingerprint, cap_texts
 
@@ -229,13 +231,22 @@ class GpuEncoder:
                 return pool.submit(self._thread_chunk, texts[start : start + self.chunk_texts])
 
         starts = iter(range(0, len(texts), self.chunk_texts))
-        pending = deque((s, submit(s)) for s in itertools.islice(starts, ahead))
-        while pending:
-            start, future = pending.popleft()
-            following = next(starts, None)
-            if following is not None:
-                pending.append((following, submit(following)))
-            yield start, future.result()
+        try:
+            pending = deque((s, submit(s)) for s in itertools.islice(starts, ahead))
+            while pending:
+                start, future = pending.popleft()
+                following = next(starts, None)
+                if following is not None:
+                    pending.append((following, submit(following)))
+                yield start, future.result()
+        except BrokenProcessPool as exc:
+            self.close()
+            raise SemrecError(
+                f"A tokenising worker process of the {self.backend} encoder died (killed, or "
+                "out of memory); nothing was encoded. Its worker pool was reset: call encode "
+                "again, or create the encoder with fewer workers (workers=0 tokenises in this "
+                "process)."
+            ) from exc
 
     def embed_batch(self, ids, mask):
         """Unit vectors (on the device, float32) of one padded batch of token ids."""
