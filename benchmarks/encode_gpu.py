@@ -65,18 +65,22 @@ def rate(call, n: int, repeats: int, sync) -> float:
     return n / statistics.median(timed(call, sync) for _ in range(repeats))
 
 
-def measure_st(args, texts: list[str], half, sync, report) -> None:
-    """sentence-transformers' own `encode`: defaults (fp32, batch 32), then half precision."""
+def measure_st(args, texts: list[str], half, sync, report) -> dict[int, float]:
+    """sentence-transformers' own `encode`: defaults (fp32, batch 32), then half precision at
+    each batch size; returns items/s by half-precision batch size."""
     st = SentenceTransformerEncoder(args.model, device=args.device).model
     st.encode(texts[:2048])
     report("st_default_fp32", rate(lambda: st.encode(texts), len(texts), args.repeats, sync))
     st = st.to(dtype=half)
+    rates = {}
     for size in args.st_batch_sizes:
         st.encode(texts[:2048], batch_size=size)
         value = rate(
             lambda size=size: st.encode(texts, batch_size=size), len(texts), args.repeats, sync
         )
         report(f"st_{str(half).removeprefix('torch.')}_batch_{size}", value)
+        rates[size] = value
+    return rates
 
 
 def pipeline_rate(gpu: GpuEncoder, texts: list[str], repeats: int, sync) -> float:
@@ -157,15 +161,9 @@ def main() -> None:
             gpu.close()
         print(json.dumps(results, indent=2))
         return
-    measure_st(args, st_texts, half, sync, report)
-    results["st_best"] = max(
-        (
-            {"batch_size": int(k.rsplit("_", 1)[1]), "items_per_s": v}
-            for k, v in results.items()
-            if k.startswith("st_") and "_batch_" in k
-        ),
-        key=lambda best: best["items_per_s"],
-    )
+    half_rates = measure_st(args, st_texts, half, sync, report)
+    best = max(half_rates, key=half_rates.get)
+    results["st_best"] = {"batch_size": best, "items_per_s": half_rates[best]}
     gpu = GpuEncoder(reference, device=args.device, workers=args.workers)
     measure_gpu(gpu, texts, args.repeats, sync, report)
     gpu.close()

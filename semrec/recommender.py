@@ -556,7 +556,8 @@ class Recommender:
             return
         if user_ids is None:
             self._profile_cache.clear()
-        for uid in user_ids or ():
+            return
+        for uid in user_ids:
             self._profile_cache.pop(uid, None)
 
     def _load_profiles(self, user_ids: set[str]) -> dict[str, UserProfile]:

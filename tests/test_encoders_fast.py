@@ -201,7 +201,7 @@ def test_gpu_pipeline_on_cpu_multi_chunk(tiny_model, torch_encoder, workers):
     forked worker processes), with the model in fp32 on CPU: same vectors, input order kept."""
     import torch
 
-    from semrec.encoders.gpu_backend import GpuEncoder, prepare_chunk
+    from semrec.encoders.gpu_backend import GpuEncoder, chunk_batches
 
     enc = GpuEncoder(
         torch_encoder,
@@ -220,11 +220,11 @@ def test_gpu_pipeline_on_cpu_multi_chunk(tiny_model, torch_encoder, workers):
     finally:
         enc.close()
     assert enc._pool is None
-    batches = prepare_chunk(enc.tokenizer, texts[:10], max_tokens=64)
-    rows = np.concatenate([rows.numpy() for rows, _, _ in batches])
+    batches = chunk_batches(enc.tokenizer, texts[:10], max_tokens=64)
+    rows = np.concatenate([rows for rows, _, _ in batches])
     assert sorted(rows.tolist()) == list(range(10))
     for _rows, ids, mask in batches:
-        assert ids.shape == mask.shape and (ids.shape[0] == 1 or ids.numel() <= 64)
+        assert ids.shape == mask.shape and (ids.shape[0] == 1 or ids.size <= 64)
 
 
 def test_gpu_worker_death_is_a_clear_error_and_the_pool_restarts(torch_encoder):

@@ -80,16 +80,6 @@ def chunk_batches(
     ]
 
 
-def prepare_chunk(tokenizer: Tokenizer, texts: Sequence[str], **limits):
-    """`chunk_batches` as torch tensors on the CPU."""
-    import torch
-
-    return [
-        tuple(torch.from_numpy(a) for a in batch)
-        for batch in chunk_batches(tokenizer, texts, **limits)
-    ]
-
-
 def default_workers() -> int:
     """Tokenising worker processes: all usable cores (`default_threads()`) but one, the one
     feeding the GPU; none (a thread of this process) on small machines or without `fork`."""
@@ -192,7 +182,7 @@ class GpuEncoder:
         st = reference.model
         self.tokenizer = Tokenizer(st.tokenizer, st.max_seq_length)
         self.model = copy.deepcopy(st).to(device=self.device, dtype=dtype).eval()
-        self._local = threading.local()
+        self._tokenizer_lock = threading.Lock()
         self.workers = default_workers() if workers is None else max(0, int(workers))
         self.max_tokens = max_tokens
         self.chunk_texts = chunk_texts
@@ -204,11 +194,10 @@ class GpuEncoder:
         return self._fingerprint
 
     def _thread_chunk(self, texts: Sequence[str]):
-        tokenizer = getattr(self._local, "tokenizer", None)
-        if tokenizer is None:  # a Hugging Face tokenizer must not be shared across threads
-            tokenizer = Tokenizer(copy.deepcopy(self.tokenizer.hf), self.tokenizer.max_length)
-            self._local.tokenizer = tokenizer
-        return chunk_batches(tokenizer, texts, max_tokens=self.max_tokens)
+        with (
+            self._tokenizer_lock
+        ):  # a Hugging Face tokenizer must not be used by two threads at once
+            return chunk_batches(self.tokenizer, texts, max_tokens=self.max_tokens)
 
     def _worker_pool(self) -> ProcessPoolExecutor:
         with self._pool_lock:
@@ -310,7 +299,8 @@ class GpuEncoder:
         """Encode one text to a (dim,) unit vector (no workers, no padding)."""
         import torch
 
-        ids = torch.tensor([self.tokenizer(cap_texts([text]))[0]], dtype=torch.long)
+        with self._tokenizer_lock:
+            ids = torch.tensor([self.tokenizer(cap_texts([text]))[0]], dtype=torch.long)
         return self.embed_batch(ids, torch.ones_like(ids))[0].cpu().numpy()
 
     def close(self) -> None:
