@@ -9,8 +9,8 @@ the device until the end.
 
 Why processes: the Rust tokenizer runs on all cores, but the Python around it (building the
 id lists, sorting, padding) runs on one. On a 2-core machine (benchmarks/RESULTS.md section 3)
-one worker process made 13-14k texts/s and two 25-27k/s, while one thread of this process, the
-tokenizer on both cores, made 16-21k/s: the serial part alone costs about 20-50 us a text, so
+one worker process made 10-14k texts/s and two 18-27k/s, while one thread of this process, the
+tokenizer on both cores, made 14-21k/s: the serial part alone costs about 20-50 us a text, so
 threads could not pass roughly 20-55k texts/s on any number of cores, well below what one big
 GPU encodes. Worker processes (forked, like torch's DataLoader workers) scale with the cores.
 
