@@ -19,6 +19,7 @@ _EXPORTS = {
     "semrec.encoders": ("Encoder", "ModelFingerprint", "load_encoder"),
     "semrec.errors": (
         "CatalogError",
+        "ConcurrentWriteError",
         "ConfigError",
         "MissingExtraError",
         "ModelMismatchError",
@@ -46,6 +47,7 @@ if TYPE_CHECKING:  # what static tools see
     from .encoders import Encoder, ModelFingerprint, load_encoder
     from .errors import (
         CatalogError,
+        ConcurrentWriteError,
         ConfigError,
         MissingExtraError,
         ModelMismatchError,
@@ -72,6 +74,7 @@ __all__ = [
     "CatalogError",
     "CollaborativeConfig",
     "CollaborativeReport",
+    "ConcurrentWriteError",
     "ConfigError",
     "EdgeStore",
     "Encoder",

@@ -23,6 +23,10 @@ class StoreLockedError(SemrecError):
     """A store folder is already opened by another process (or another handle)."""
 
 
+class ConcurrentWriteError(SemrecError):
+    """A write kept losing to other writers of the same user and gave up (nothing was written)."""
+
+
 class NotIndexedError(SemrecError, KeyError):
     """An item id is not in the store."""
 

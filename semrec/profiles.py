@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from datetime import datetime, timezone
@@ -78,16 +79,26 @@ class UserProfile(BaseModel):
     category_counts: dict[str, float] = Field(default_factory=dict)
     tag_counts: dict[str, float] = Field(default_factory=dict)
     events: int = 0
+    #: A short key of every event applied (see `event_key`): re-sent events are recognised over
+    #: the whole history, not just the recent part kept in `history`.
+    event_keys: list[str] = Field(default_factory=list)
     _seen_ids: set[str] = PrivateAttr(default_factory=set)
+    _keys: set[str] = PrivateAttr(default_factory=set)
 
     def model_post_init(self, context: Any) -> None:
         self._seen_ids = set(self.seen)
+        if not self.event_keys and self.history:  # a profile stored before keys were kept
+            self.event_keys = list(dict.fromkeys(event_key(e.item_id, e.kind, e.ts) for e in self.history))
+        self._keys = set(self.event_keys)
 
     def add(self, event: Event, item: dict[str, Any], config: ProfileConfig) -> bool:
-        """Apply one event (item = the item's stored payload). Returns False for an exact duplicate."""
-        for entry in self.history:
-            if (entry.item_id, entry.kind, entry.ts) == (event.item_id, event.kind, event.ts):
-                return False
+        """Apply one event (item = the item's stored payload). Returns False for an event already
+        applied (same item, kind and time), however long ago."""
+        key = event_key(event.item_id, event.kind, event.ts)
+        if key in self._keys:
+            return False
+        self._keys.add(key)
+        self.event_keys.append(key)
         strength = config.kind_weights.get(event.kind, 1.0) * event.weight
         entry = HistoryEntry(
             item_id=event.item_id,
@@ -141,6 +152,18 @@ class UserProfile(BaseModel):
             decay = 0.5 ** ((newest - position) / config.half_life)
             weights[entry.item_id] = weights.get(entry.item_id, 0.0) + entry.weight * decay
         return weights
+
+
+def event_key(item_id: str, kind: str, ts: float) -> str:
+    """A 12-character key of an event within one user's history (item, kind, time to the
+    microsecond): what makes re-sending the same events harmless.
+
+    Example:
+        >>> event_key("el-001", "view", 1.0) == event_key("el-001", "view", 1.0000000001)
+        True
+    """
+    text = f"{item_id}\x1f{kind}\x1f{round(float(ts), 6)!r}"
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=6).hexdigest()
 
 
 def pool_vectors(vectors: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray | None:

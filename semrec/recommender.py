@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import random
+import threading
 import time
+import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,11 +20,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from .catalog import DEFAULT_TEMPLATE, Item, Reject, canonical_id, load_catalog, read_table, write_rejects
 from .collaborative import CollaborativeConfig, VectorLayout, fit_item_parts, neighbour_mean
 from .encoders import Encoder, ModelFingerprint, l2_normalize, load_encoder
-from .errors import ConfigError, ModelMismatchError, NotIndexedError, UnknownUserError
+from .errors import ConcurrentWriteError, ConfigError, ModelMismatchError, NotIndexedError, UnknownUserError
 from .profiles import Event, ProfileConfig, UserProfile, events_from_frame, make_event, pool_vectors, user_vector
 from .ranking import Recommendation, Results, explain, mmr
 from .store import Hit, VectorStore, open_store, parse_filter, point_id
-from .store.base import LRUCache
+from .store.base import Condition, Filter, LRUCache
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,25 @@ _PROFILE_CACHE_USERS = 2_000
 CF_INTERACTIONS = "cf_interactions"
 #: Item payload keys the store manages (not catalog fields): kept on re-index, never hashed.
 STORE_MANAGED_KEYS = ("popularity", CF_INTERACTIONS)
+#: User payload: a random token replaced on every write of the profile. A write is conditional on
+#: the token it read (compare-and-swap), so concurrent writers, threads or processes, never
+#: overwrite each other's events: the loser re-reads and re-applies.
+REVISION = "rev"
+#: User payload: items whose popularity the profile's last writes changed, until recounted. A crash
+#: between the profile write and the popularity write is repaired from it when a store opens.
+PENDING = "pending_items"
+#: User payload: set while the user is being erased; an interrupted erasure finishes on open.
+ERASING = "erasing"
+#: User payload fields semrec keeps beside the profile itself.
+USER_STATE_KEYS = (REVISION, PENDING, ERASING)
+_USER_INDEXES = {"seen": "keyword", REVISION: "keyword", PENDING: "keyword"}
+#: Compare-and-swap attempts before a write gives up with `ConcurrentWriteError`.
+_WRITE_ATTEMPTS = 30
+#: In-process writers of different users run in parallel; one user's writers queue (lock striping).
+_USER_LOCK_STRIPES = 64
+#: Up to this many items, popularity is recounted with one filtered count each; above, from one
+#: scan of the users' `seen` lists.
+_RECOUNT_BY_QUERY_MAX = 64
 #: A filter on "category" matches the category and every sub-category.
 _FILTER_ALIASES = {"category": "category_levels"}
 
@@ -121,8 +143,13 @@ class Recommender:
         self._layout: VectorLayout | None = None
         self._vector_cache = LRUCache(_VECTOR_CACHE_ITEMS)  # item id -> leading (text + cf) components
         self._profile_cache = LRUCache(_PROFILE_CACHE_USERS) if store.kind == "edge" else None  # user id -> Hit
+        self._user_locks = [threading.Lock() for _ in range(_USER_LOCK_STRIPES)]
+        self._schema_lock = threading.RLock()  # collection and payload-index creation
+        #: Writes that lost a compare-and-swap to another writer and were re-applied.
+        self.write_conflicts = 0
         self._check_model(ITEMS)
         self._check_model(USERS)
+        self._prepare_users()
 
     @classmethod
     def open(
@@ -171,6 +198,7 @@ class Recommender:
         self._forget_cached_profiles()
         self._check_model(ITEMS)
         self._check_model(USERS)
+        self._prepare_users()
         return True
 
     def __enter__(self) -> "Recommender":
@@ -222,8 +250,7 @@ class Recommender:
             )
         self._ensure_collection(ITEMS)
         self._ensure_indexes(items)
-        for item in items:
-            self._vector_cache.pop(item.item_id, None)
+        self._vector_cache.invalidate(i.item_id for i in items)
         layout = self.layout
         ids = [point_id("item", i.item_id) for i in items]
         stored = {h.id: h for h in self.store.retrieve(ITEMS, ids, with_vectors=layout.hybrid)}
@@ -248,6 +275,11 @@ class Recommender:
                 cf[new] = self._impute_cf(vectors[new])
             vectors = layout.items(vectors, cf, pop)
         self.store.upsert(ITEMS, ids, vectors, payloads)
+        self._vector_cache.invalidate(i.item_id for i in items)
+        kept_popularity = [i.item_id for pid, i in zip(ids, items) if pid in stored]
+        if kept_popularity and len(kept_popularity) <= _RECOUNT_BY_QUERY_MAX:
+            # a concurrent event may have recounted one of them between our read and write
+            self._recount_popularity(kept_popularity)
 
     def fit_collaborative(self, *, seed: int = 0) -> CollaborativeReport:
         """(Re)fit the collaborative part of every item from the users' interactions so far.
@@ -285,22 +317,27 @@ class Recommender:
         vectors = layout.items(text, cf, pop)
         for start in range(0, len(items), 1000):
             chunk = items[start : start + 1000]
-            payloads = [{**h.payload, CF_INTERACTIONS: float(n)} for h, n in zip(chunk, counts[start : start + 1000])]
+            payloads = [
+                {**h.payload, CF_INTERACTIONS: float(n), "popularity": float(n)}
+                for h, n in zip(chunk, counts[start : start + 1000])
+            ]
             self.store.upsert(ITEMS, [h.id for h in chunk], vectors[start : start + 1000], payloads)
         self.store.finish_bulk_load(ITEMS)
         self._vector_cache.clear()
         self._forget_cached_profiles()
         by_item = {h.payload["item_id"]: cf[j] for j, h in enumerate(items)}
+
+        def refit_user(profile: UserProfile, hit: Hit) -> np.ndarray:
+            pooled = pool_vectors(by_item, profile.pooling_weights(self.config.profile))
+            return layout.user(layout.text_part(hit.vector), pooled)
+
         for start in range(0, len(users), 1000):
-            chunk = users[start : start + 1000]
-            vectors_u = []
-            for user in chunk:
-                profile = UserProfile.model_validate(user.payload)
-                pooled = pool_vectors(by_item, profile.pooling_weights(self.config.profile))
-                vectors_u.append(layout.user(layout.text_part(user.vector), pooled))
-            self.store.upsert(USERS, [h.id for h in chunk], np.stack(vectors_u), [h.payload for h in chunk])
+            # users who wrote since the scroll above are re-read and refitted (compare-and-swap)
+            self._rewrite_users(users[start : start + 1000], refit_user)
         if users:
             self.store.finish_bulk_load(USERS)
+        # events recorded while fitting changed popularity after it was counted above
+        self._recount_popularity([h.payload["item_id"] for h in items])
         return CollaborativeReport(
             len(users), len(items), int(matrix.nnz), int((counts >= cfg.min_interactions).sum()),
             round(time.perf_counter() - started, 2),
@@ -346,18 +383,23 @@ class Recommender:
         """Record one event; the very next `recommend` for this user reflects it.
 
         Raises `NotIndexedError` (and records nothing) when the item is not in the catalog.
+        Recording the same event (user, item, kind, time) again changes nothing.
         """
-        return self._apply([make_event(user_id, item_id, kind, ts, weight)], "raise")[0][0]
+        event = make_event(user_id, item_id, kind, ts, weight)
+        profiles, _ = self._apply([event], "raise")
+        return profiles.get(event.user_id) or self.profile(event.user_id)
 
     def record_many(self, events: pd.DataFrame | str | Path, *, on_unknown_item: Literal["raise", "skip"] = "raise") -> RecordReport:
         """Record a table of events (user_id, item_id, [kind], [ts], [weight]) in time order.
 
         Each user's summary is encoded once per call, not once per event. With
-        `on_unknown_item="raise"` (default) nothing is recorded if an item is unknown.
+        `on_unknown_item="raise"` (default) nothing is recorded if an item is unknown. Events
+        already recorded (same user, item, kind and time) are counted as duplicates and change
+        nothing, so a batch can be sent again after a failure.
         """
         frame = read_table(events)
         parsed = events_from_frame(frame)
-        profiles, report = self._apply(parsed, on_unknown_item)
+        _, report = self._apply(parsed, on_unknown_item)
         return report
 
     def set_interests(self, user_id: Any, interests: list[str] | str) -> UserProfile:
@@ -369,28 +411,56 @@ class Recommender:
         if not clean:
             raise ConfigError(f"interests {interests!r} is empty; expected words such as ['electronics'].")
         uid = canonical_id(user_id, "user_id")
-        profile = self.profile(uid) or UserProfile(user_id=uid)
-        profile.interests = clean
-        self._save_profiles({uid: profile})
-        return profile
+
+        def declare(profile: UserProfile) -> int:
+            changed = profile.interests != clean
+            profile.interests = clean
+            return int(changed)
+
+        written, _ = self._update_users({uid: declare})
+        return written.get(uid) or self.profile(uid)
 
     def profile(self, user_id: Any) -> UserProfile | None:
         """The stored profile of a user, or None."""
         uid = canonical_id(user_id, "user_id")
+        hits = self._read_users([uid])
+        return UserProfile.model_validate(hits[uid].payload) if uid in hits else None
+
+    def user_ids(self) -> list[str]:
+        """Every stored user's id."""
         if not self.store.has_collection(USERS):
-            return None
-        hits = self.store.retrieve(USERS, [point_id("user", uid)])
-        return UserProfile.model_validate(hits[0].payload) if hits else None
+            return []
+        return [h.payload["user_id"] for h in self.store.scroll(USERS) if not h.payload.get(ERASING)]
 
     def forget_user(self, user_id: Any) -> bool:
-        """Remove every trace of a user: profile, vector, and their share of item popularity."""
-        profile = self.profile(user_id)
-        if profile is None:
-            return False
-        self._add_popularity(Counter({i: -1 for i in profile.seen}))
-        self.store.delete(USERS, [point_id("user", profile.user_id)])
-        self._forget_cached_profiles([profile.user_id])
+        """Remove every trace of a user: profile, vector, and their share of item popularity.
+
+        The user is first marked as being erased (one write), then deleted; a crash in between
+        is finished when the store next opens.
+        """
+        uid = canonical_id(user_id, "user_id")
+        pid = point_id("user", uid)
+        with self._locked_users([uid]):
+            for _ in range(_WRITE_ATTEMPTS):
+                hit = self._read_users([uid]).get(uid)
+                if hit is None:
+                    return False
+                rev, pending = _revision(hit), sorted({*hit.payload.get(PENDING, []), *hit.payload.get("seen", [])})
+                token = _new_revision()
+                self._forget_cached_profiles([uid])
+                self.store.set_payload(USERS, [pid], {ERASING: True, PENDING: pending, REVISION: token}, only_if=_same_revision([rev]))
+                if self._stored_revisions([uid]).get(uid) == token:
+                    break
+                _backoff()
+            else:
+                raise ConcurrentWriteError(f"User {uid!r} kept changing while being erased; try again.")
+            self._finish_erasure([uid], pending)
         return True
+
+    def _finish_erasure(self, user_ids: list[str], items: list[str]) -> None:
+        self.store.delete(USERS, [point_id("user", u) for u in user_ids])
+        self._forget_cached_profiles(user_ids)
+        self._recount_popularity(items)
 
     # queries -----------------------------------------------------------------------------------
     def recommend(
@@ -410,7 +480,7 @@ class Recommender:
         k = self._check_k(k)
         uid = canonical_id(user_id, "user_id")
         flt = self._filter(filter)
-        hits = self._stored_user(uid)
+        hits = list(self._read_users([uid]).values())
         if not hits:
             if self.config.unknown_user == "raise":
                 raise UnknownUserError(
@@ -479,11 +549,12 @@ class Recommender:
         missing = [i for i in item_ids if i not in found]
         if missing:
             width, points = self.layout.user_dim, {point_id("item", i): i for i in missing}
+            generation = cache.generation
             for hit in self.store.retrieve(ITEMS, list(points), with_vectors=True, with_payload=False):
-                found[points[hit.id]] = cache.put(points[hit.id], hit.vector[:width])
+                found[points[hit.id]] = cache.put(points[hit.id], hit.vector[:width], generation)
         return {i: found[i] for i in item_ids if i in found}
 
-    def _apply(self, events: list[Event], on_unknown: str) -> tuple[list[UserProfile], RecordReport]:
+    def _apply(self, events: list[Event], on_unknown: str) -> tuple[dict[str, UserProfile], RecordReport]:
         events = sorted(events, key=lambda e: e.ts)
         item_ids = list(dict.fromkeys(e.item_id for e in events))
         items = {h.payload["item_id"]: h for h in self._item_hits(item_ids, missing_ok=True)} if item_ids else {}
@@ -493,62 +564,178 @@ class Recommender:
                 f"{len(unknown)} item id(s) not in the catalog, e.g. {unknown[:5]}; nothing was "
                 "recorded. Index them first with index_items(), or pass on_unknown_item='skip'."
             )
-        profiles: dict[str, UserProfile] = {}
-        stored = self._load_profiles({e.user_id for e in events})
-        new_seen: Counter = Counter()
-        duplicates = skipped = 0
+        by_user: dict[str, list[Event]] = defaultdict(list)
         for event in events:
-            if event.item_id not in items:
-                skipped += 1
-                continue
-            profile = profiles.get(event.user_id) or stored.get(event.user_id) or UserProfile(user_id=event.user_id)
-            profiles[event.user_id] = profile
-            before = len(profile.seen)
-            if not profile.add(event, items[event.item_id].payload, self.config.profile):
-                duplicates += 1
-            if len(profile.seen) > before:
-                new_seen[event.item_id] += 1
-        self._save_profiles(profiles)
-        self._add_popularity(new_seen)
-        if len(new_seen) >= 1000:
-            self.finish_indexing()  # many items' payloads changed: compact the segments again
-        return list(profiles.values()), RecordReport(len(events) - skipped - duplicates, len(profiles), duplicates, skipped)
+            if event.item_id in items:
+                by_user[event.user_id].append(event)
+        skipped = len(events) - sum(map(len, by_user.values()))
+        config = self.config.profile
 
-    def _save_profiles(self, profiles: dict[str, UserProfile]) -> None:
-        if not profiles:
-            return
+        def applier(user_events: list[Event]):
+            def apply(profile: UserProfile) -> int:
+                return sum(profile.add(e, items[e.item_id].payload, config) for e in user_events)
+
+            return apply
+
+        profiles, applied = self._update_users({uid: applier(evs) for uid, evs in by_user.items()})
+        recorded = sum(applied.values())
+        duplicates = len(events) - skipped - recorded
+        return profiles, RecordReport(recorded, len(by_user), duplicates, skipped)
+
+    def _update_users(self, changes: dict[str, Any]) -> tuple[dict[str, UserProfile], dict[str, int]]:
+        """The one write path of profiles: apply `changes[uid](profile) -> changes made` to each
+        user's stored profile (or a new one) and write those that changed, each conditional on
+        the revision it read; users whose profile another writer changed meanwhile are re-read and
+        re-applied. Then the popularity of items newly seen is recounted.
+
+        Returns the written profiles and, per user, the changes applied.
+        """
+        written: dict[str, UserProfile] = {}
+        applied: dict[str, int] = {}
+        recount: set[str] = set()
+        todo = dict(changes)
+        with self._locked_users(list(changes)):
+            for _ in range(_WRITE_ATTEMPTS):
+                stored = self._read_users(list(todo), fresh=True)
+                batch: dict[str, tuple[UserProfile, Hit | None, list[str]]] = {}
+                for uid, change in todo.items():
+                    hit = stored.get(uid)
+                    profile = UserProfile.model_validate(hit.payload) if hit else UserProfile(user_id=uid)
+                    before = len(profile.seen)
+                    applied[uid] = change(profile)
+                    if applied[uid]:
+                        batch[uid] = (profile, hit, profile.seen[before:])
+                lost = self._write_profiles(batch)
+                for uid, (profile, hit, new_items) in batch.items():
+                    if uid not in lost:
+                        written[uid] = profile
+                        recount.update(new_items, hit.payload.get(PENDING, []) if hit else [])
+                todo = {uid: todo[uid] for uid in lost}
+                if not todo:
+                    break
+                _backoff()
+            else:
+                raise ConcurrentWriteError(
+                    f"{len(todo)} user(s), e.g. {next(iter(todo))!r}, kept changing under this write; "
+                    "nothing was recorded for them. Send their events again (re-sent events are not "
+                    "counted twice)."
+                )
+        if recount:
+            self._recount_popularity(sorted(recount))
+            self._clear_pending(written)
+        return written, applied
+
+    def _write_profiles(self, batch: dict[str, tuple[UserProfile, Hit | None, list[str]]]) -> set[str]:
+        """Write profiles with fresh user vectors, each only if its stored revision is still the
+        one read (or, for a new user, if none was stored meanwhile). Returns the users not
+        written because another writer got there first."""
+        if not batch:
+            return set()
         self._ensure_collection(USERS)
+        vectors = self._user_vectors([profile for profile, _, _ in batch.values()])
+        tokens = {uid: _new_revision() for uid in batch}
+        groups: dict[tuple, list[int]] = defaultdict(list)
+        payloads = []
+        for row, (uid, (profile, hit, new_items)) in enumerate(batch.items()):
+            pending = sorted({*(hit.payload.get(PENDING, []) if hit else []), *new_items})
+            payloads.append({**profile.model_dump(), REVISION: tokens[uid], PENDING: pending})
+            groups[("insert",) if hit is None else ("update", _revision(hit) is None)].append(row)
+        uids = list(batch)
+        self._forget_cached_profiles(uids)
+        for group, rows in groups.items():
+            ids = [point_id("user", uids[r]) for r in rows]
+            if group == ("insert",):
+                self.store.upsert(USERS, ids, vectors[rows], [payloads[r] for r in rows], mode="insert_only")
+            else:
+                old = [_revision(batch[uids[r]][1]) for r in rows]
+                only_if = _same_revision(old) if not group[1] else _same_revision([None])
+                self.store.upsert(USERS, ids, vectors[rows], [payloads[r] for r in rows], only_if=only_if, mode="update_only")
+        self._forget_cached_profiles(uids)
+        stored = self._stored_revisions(uids)
+        lost = {uid for uid in uids if stored.get(uid) != tokens[uid]}
+        self.write_conflicts += len(lost)
+        return lost
+
+    def _rewrite_users(self, hits: list[Hit], vector_of) -> None:
+        """Replace stored users' vectors with `vector_of(profile, hit)`, profiles unchanged; a
+        user written meanwhile by someone else is re-read and done again."""
+        todo = {h.payload["user_id"]: h for h in hits}
+        for _ in range(_WRITE_ATTEMPTS):
+            if not todo:
+                return
+            uids = list(todo)
+            tokens = {uid: _new_revision() for uid in uids}
+            vectors = np.stack([vector_of(UserProfile.model_validate(h.payload), h) for h in todo.values()])
+            payloads = [{**h.payload, REVISION: tokens[uid]} for uid, h in todo.items()]
+            legacy = [i for i, h in enumerate(todo.values()) if _revision(h) is None]
+            current = [i for i in range(len(uids)) if i not in set(legacy)]
+            ids = [point_id("user", u) for u in uids]
+            self._forget_cached_profiles(uids)
+            for rows, only_if in ((current, _same_revision([_revision(h) for h in todo.values() if _revision(h)])), (legacy, _same_revision([None]))):
+                if rows:
+                    self.store.upsert(USERS, [ids[r] for r in rows], vectors[rows], [payloads[r] for r in rows], only_if=only_if, mode="update_only")
+            stored = self._stored_revisions(uids)
+            lost = [uid for uid in uids if uid in stored and stored[uid] != tokens[uid]]
+            todo = self._read_users(lost, fresh=True) if lost else {}
+        if todo:
+            log.warning("%d user vectors changed during the write and keep their previous vector", len(todo))
+
+    def _user_vectors(self, profiles: list[UserProfile]) -> np.ndarray:
+        """Each profile's vector: its summary's text vector blended with its history's item
+        vectors (and the pooled collaborative part on hybrid stores)."""
         config, layout = self.config.profile, self.layout
-        summaries = [p.summary(config) for p in profiles.values()]
+        summaries = [p.summary(config) for p in profiles]
         summary_vectors = self.encoder.encode(summaries, batch_size=self.config.encode_batch_size)
-        history_ids = list(dict.fromkeys(e.item_id for p in profiles.values() for e in p.history))
+        history_ids = list(dict.fromkeys(e.item_id for p in profiles for e in p.history))
         hits = self._item_hits(history_ids, with_vectors=True, missing_ok=True) if history_ids else []
         text = {h.payload["item_id"]: layout.text_part(h.vector) for h in hits}
         cf = {h.payload["item_id"]: layout.cf_part(h.vector) for h in hits} if layout.hybrid else {}
         vectors = []
-        for summary, profile in zip(summary_vectors, profiles.values()):
+        for summary, profile in zip(summary_vectors, profiles):
             weights = profile.pooling_weights(config)
             text_vector = user_vector(summary, text, weights, config.text_weight)
             vectors.append(layout.user(text_vector, pool_vectors(cf, weights) if layout.hybrid else None))
-        vectors = np.stack(vectors)
-        ids = [point_id("user", uid) for uid in profiles]
-        payloads = [p.model_dump() for p in profiles.values()]
-        self._forget_cached_profiles(list(profiles))
-        self.store.upsert(USERS, ids, vectors, payloads)
+        return np.stack(vectors)
 
-    def _stored_user(self, uid: str) -> list[Hit]:
-        """The user's stored point (payload and vector) as a one-element list, or [] if unknown;
-        kept in memory on the embedded store (see `_PROFILE_CACHE_USERS`)."""
-        cache = self._profile_cache
-        cached = cache.touch(uid) if cache is not None else None
-        if cached is not None:
-            return [cached]
-        if not self.store.has_collection(USERS):
-            return []
-        hits = self.store.retrieve(USERS, [point_id("user", uid)], with_vectors=True)
-        if hits and cache is not None:
-            cache.put(uid, hits[0])
-        return hits
+    def save_profiles(self, profiles: list[UserProfile]) -> None:
+        """Store profiles as they are (e.g. carried into a new version by re-indexing), with
+        vectors made from them; item popularity is recounted."""
+        by_id = {p.user_id: p for p in profiles}
+
+        def replace(uid: str):
+            def apply(profile: UserProfile) -> int:
+                for name, value in by_id[uid]:
+                    setattr(profile, name, value)
+                profile.model_post_init(None)  # its sets of seen items and event keys
+                return 1
+
+            return apply
+
+        self._update_users({uid: replace(uid) for uid in by_id})
+
+    def _read_users(self, user_ids: list[str], *, fresh: bool = False) -> dict[str, Hit]:
+        """Stored user points (payload and vector) by user id; users being erased are left out.
+        Unless `fresh`, served from the in-process cache on the embedded store."""
+        cache = self._profile_cache if not fresh else None
+        found: dict[str, Hit] = {}
+        if cache is not None:
+            for uid in user_ids:
+                if (hit := cache.touch(uid)) is not None:
+                    found[uid] = hit
+        missing = [u for u in user_ids if u not in found]
+        if missing and self.store.has_collection(USERS):
+            generation = self._profile_cache.generation if self._profile_cache is not None else None
+            for hit in self.store.retrieve(USERS, [point_id("user", u) for u in missing], with_vectors=True):
+                if hit.payload.get(ERASING):
+                    continue
+                found[hit.payload["user_id"]] = hit
+                if self._profile_cache is not None:
+                    self._profile_cache.put(hit.payload["user_id"], hit, generation)
+        return found
+
+    def _stored_revisions(self, user_ids: list[str]) -> dict[str, str | None]:
+        hits = self.store.retrieve(USERS, [point_id("user", u) for u in user_ids])
+        return {h.payload["user_id"]: _revision(h) for h in hits}
 
     def _forget_cached_profiles(self, user_ids: list[str] | None = None) -> None:
         """Evict users' cached points (all of them when `user_ids` is None)."""
@@ -556,26 +743,77 @@ class Recommender:
             return
         if user_ids is None:
             self._profile_cache.clear()
-            return
-        for uid in user_ids:
-            self._profile_cache.pop(uid, None)
+        else:
+            self._profile_cache.invalidate(user_ids)
 
-    def _load_profiles(self, user_ids: set[str]) -> dict[str, UserProfile]:
-        if not self.store.has_collection(USERS) or not user_ids:
+    def _locked_users(self, user_ids: list[str]):
+        """Hold the in-process locks of these users (taken in a fixed order: no deadlock)."""
+        stripes = sorted({hash(u) % _USER_LOCK_STRIPES for u in user_ids})
+        return _Locks([self._user_locks[i] for i in stripes])
+
+    def _recount_popularity(self, item_ids: list[str]) -> None:
+        """Set each item's popularity to the number of stored users who have seen it.
+
+        A count is idempotent, so concurrent writers and crash repair can all recount without
+        double counting; after writing, the items are counted again until a count matches what
+        is stored (a writer that counted earlier may have written an older figure)."""
+        ids = list(dict.fromkeys(item_ids))
+        if not ids or not self.store.has_collection(ITEMS):
+            return
+        for _ in range(_WRITE_ATTEMPTS):
+            counts = self._count_seen(ids)
+            stored = {h.payload["item_id"]: h.payload.get("popularity", 0.0) for h in self._item_hits(ids, missing_ok=True)}
+            stale: dict[float, list[str]] = defaultdict(list)
+            for item_id, value in stored.items():
+                if value != counts.get(item_id, 0.0):
+                    stale[counts.get(item_id, 0.0)].append(point_id("item", item_id))
+            if not stale:
+                return
+            for value, pids in stale.items():
+                self.store.set_payload(ITEMS, pids, {"popularity": value})
+        log.warning("popularity of %d items kept changing; it is recounted at the next write or fit", len(ids))
+
+    def _count_seen(self, item_ids: list[str]) -> dict[str, float]:
+        """How many stored users have seen each item."""
+        if not self.store.has_collection(USERS):
             return {}
-        hits = self.store.retrieve(USERS, [point_id("user", u) for u in sorted(user_ids)])
-        return {h.payload["user_id"]: UserProfile.model_validate(h.payload) for h in hits}
+        if len(item_ids) <= _RECOUNT_BY_QUERY_MAX:
+            return {i: float(self.store.count(USERS, Filter([Condition("seen", "eq", i)]))) for i in item_ids}
+        wanted, counts = set(item_ids), Counter()
+        for hit in self.store.scroll(USERS):
+            counts.update(wanted.intersection(hit.payload.get("seen", [])))
+        return {i: float(counts[i]) for i in item_ids}
 
-    def _add_popularity(self, delta: Counter) -> None:
-        delta = {i: d for i, d in delta.items() if d}
-        if not delta:
+    def _clear_pending(self, profiles: dict[str, UserProfile]) -> None:
+        """Drop the pending popularity marks of users whose write is now counted (only where no
+        writer has written since: its own marks must stay until it recounts)."""
+        hits = self.store.retrieve(USERS, [point_id("user", u) for u in profiles])
+        done = [h for h in hits if h.payload.get(PENDING)]
+        if done:
+            only_if = _same_revision([_revision(h) for h in done])
+            self.store.set_payload(USERS, [h.id for h in done], {PENDING: []}, only_if=only_if)
+            self._forget_cached_profiles([h.payload["user_id"] for h in done])
+
+    def _prepare_users(self) -> None:
+        """Index the user fields the write path filters on (stores made before they existed),
+        and finish what a crashed writer left: pending popularity counts and erasures."""
+        if not self.store.has_collection(USERS):
             return
-        current = {h.payload["item_id"]: h.payload.get("popularity", 0.0) for h in self._item_hits(list(delta), missing_ok=True)}
-        by_value: dict[float, list[str]] = defaultdict(list)
-        for item_id, old in current.items():
-            by_value[max(0.0, old + delta[item_id])].append(point_id("item", item_id))
-        for value, ids in by_value.items():
-            self.store.set_payload(ITEMS, ids, {"popularity": value})
+        with self._schema_lock:
+            known = self.store.payload_indexes(USERS)
+            for field_name, kind in _USER_INDEXES.items():
+                if field_name not in known:
+                    self.store.create_payload_index(USERS, field_name, kind)
+        unfinished = list(self.store.scroll(USERS, filter=Filter([Condition(PENDING, "nonempty")])))
+        if not unfinished:
+            return
+        erased = [h.payload["user_id"] for h in unfinished if h.payload.get(ERASING)]
+        items = sorted({i for h in unfinished for i in h.payload.get(PENDING, [])})
+        log.info("finishing %d interrupted user writes (%d erasures)", len(unfinished), len(erased))
+        if erased:
+            self.store.delete(USERS, [point_id("user", u) for u in erased])
+        self._recount_popularity(items)
+        self._clear_pending({h.payload["user_id"]: None for h in unfinished if not h.payload.get(ERASING)})
 
     def _item_hits(self, item_ids: list[str], *, with_vectors: bool = False, missing_ok: bool = False) -> list[Hit]:
         if not self.store.has_collection(ITEMS):
@@ -672,6 +910,42 @@ class Recommender:
                 f"is {current.describe()}. Open the store with model={stored.name!r}, or re-index "
                 "the catalog into a new store (semrec reindex --rebuild) to switch models."
             )
+
+
+class _Locks:
+    """Several locks held together (acquired in the given order, released in reverse)."""
+
+    def __init__(self, locks: list[threading.Lock]) -> None:
+        self.locks = locks
+
+    def __enter__(self) -> None:
+        for lock in self.locks:
+            lock.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        for lock in reversed(self.locks):
+            lock.release()
+
+
+def _revision(hit: Hit) -> str | None:
+    return hit.payload.get(REVISION)
+
+
+def _new_revision() -> str:
+    return uuid.uuid4().hex
+
+
+def _same_revision(revisions: list[str | None]) -> Filter:
+    """Matches points whose revision is one of `revisions` (revisions are unique, so a batch
+    of users can share one condition); [None] matches points written before revisions existed."""
+    if revisions == [None]:
+        return Filter([Condition(REVISION, "empty")])
+    return Filter([Condition(REVISION, "any", [r for r in revisions if r])])
+
+
+def _backoff() -> None:
+    """A short random pause before retrying a write another writer won."""
+    time.sleep(random.uniform(0.0005, 0.005))
 
 
 def _index_kind(value: Any) -> str:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -312,16 +311,8 @@ def _rebuild_users(target, live: str | None, rec: Recommender, batch_size: int, 
         return 0
     profiles = [UserProfile.model_validate(p) for p in target.read_profiles(live)]
     for done, chunk in enumerate(chunked(profiles, batch_size), 1):
-        rec._save_profiles({p.user_id: p for p in chunk})
+        rec.save_profiles(chunk)  # popularity is recounted from the stored users
         _tick(progress, "users", min(done * batch_size, len(profiles)), len(profiles))
-    popularity = Counter(i for p in profiles for i in set(p.seen))
-    by_value: dict[float, list[str]] = defaultdict(list)
-    stored = {h.payload["item_id"] for h in rec._item_hits(list(popularity), missing_ok=True)} if popularity else set()
-    for item_id, count in popularity.items():
-        if item_id in stored:
-            by_value[float(count)].append(point_id("item", item_id))
-    for value, ids in by_value.items():
-        rec.store.set_payload(ITEMS, ids, {"popularity": value})
     if profiles and rec.layout.hybrid:
         rec.fit_collaborative()  # the collaborative parts of the new version, from the same users
     _durable(rec.store)

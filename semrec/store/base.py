@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections import OrderedDict
 from functools import lru_cache
@@ -16,6 +17,8 @@ _NAMESPACE = uuid.UUID("6f1c1b0e-5a8e-4d0c-9b9a-5e6d2c1f7a10")
 
 #: Payload index kinds, named the same in both backends.
 IndexKind = Literal["keyword", "integer", "float", "bool"]
+#: How `upsert` treats existing and new points (Qdrant's update modes).
+UpdateMode = Literal["upsert", "insert_only", "update_only"]
 
 #: Up to this many stored vector components (points x dimensions, ~30 MB of float32), queries
 #: are exact (brute force); above, HNSW: 20,000 points of 384 dimensions, ~8,500 of 897.
@@ -26,28 +29,56 @@ EXACT_SEARCH_MAX_CELLS = 20_000 * 384
 HNSW_EF: int | None = None
 
 
-class LRUCache(OrderedDict):
-    """A dict that keeps its `size` most recently used entries: for in-process copies of what a
-    store holds (who fills one also evicts what its own writes change)."""
+class LRUCache:
+    """The `size` most recently used entries of a mapping, safe to share between threads: for
+    in-process copies of what a store holds. Whoever writes the store calls `invalidate` (or
+    `clear`) for what it changed; a reader that read the store before such a write must not put
+    its stale copy back, so readers take `generation` before reading and pass it to `put`.
+    """
 
     def __init__(self, size: int) -> None:
-        super().__init__()
         self.size = size
+        self.generation = 0
+        self._entries: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self._entries
 
     def touch(self, key: Any) -> Any:
         """The value of `key` (now the most recent), or None."""
-        if key not in self:
-            return None
-        self.move_to_end(key)
-        return self[key]
+        with self._lock:
+            value = self._entries.get(key)
+            if value is not None:
+                self._entries.move_to_end(key)
+            return value
 
-    def put(self, key: Any, value: Any) -> Any:
-        """Store `value` as the most recent entry, dropping the oldest beyond `size`."""
-        self[key] = value
-        self.move_to_end(key)
-        while len(self) > self.size:
-            self.popitem(last=False)
+    def put(self, key: Any, value: Any, generation: int | None = None) -> Any:
+        """Keep `value` as the most recent entry (unless an invalidation happened since
+        `generation` was read), dropping the oldest beyond `size`. Returns `value`."""
+        with self._lock:
+            if generation is not None and generation != self.generation:
+                return value
+            self._entries[key] = value
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
         return value
+
+    def invalidate(self, keys: Iterable[Any]) -> None:
+        """Drop `keys` (before and after a write that changes them)."""
+        with self._lock:
+            self.generation += 1
+            for key in keys:
+                self._entries.pop(key, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self.generation += 1
+            self._entries.clear()
 
 
 @lru_cache(maxsize=1_000_000)
@@ -71,19 +102,21 @@ class Condition:
     """One filter condition: `field` equals / is any of / lies in a range."""
 
     field: str
-    op: Literal["eq", "any", "range"]
-    value: Any
+    op: Literal["eq", "any", "range", "empty", "nonempty"]
+    value: Any = None
 
 
 @dataclass
 class Filter:
-    """A backend-neutral filter: all conditions must hold; `exclude_ids` are left out."""
+    """A backend-neutral filter: all conditions must hold; `exclude_ids` are left out; when
+    `only_ids` is set, only those points match."""
 
     must: list[Condition] = field(default_factory=list)
     exclude_ids: list[str] = field(default_factory=list)
+    only_ids: list[str] | None = None
 
     def __bool__(self) -> bool:
-        return bool(self.must or self.exclude_ids)
+        return bool(self.must or self.exclude_ids or self.only_ids is not None)
 
 
 _RANGE_KEYS = {"gt", "gte", "lt", "lte"}
@@ -160,9 +193,16 @@ class VectorStore(Protocol):
         ids: Sequence[str],
         vectors: np.ndarray,
         payloads: Sequence[dict[str, Any]],
-    ) -> None: ...
+        *,
+        only_if: Filter | None = None,
+        mode: UpdateMode = "upsert",
+    ) -> None:
+        """Write points. `only_if`: existing points are replaced only where they match it
+        (compare-and-swap; the engine skips the others silently: read back to detect it);
+        `mode`: "insert_only" never replaces, "update_only" never inserts."""
 
-    def set_payload(self, name: str, ids: Sequence[str], payload: dict[str, Any]) -> None: ...
+    def set_payload(self, name: str, ids: Sequence[str], payload: dict[str, Any], *, only_if: Filter | None = None) -> None:
+        """Merge `payload` into the points among `ids` (that also match `only_if`, when given)."""
 
     def delete(self, name: str, ids: Sequence[str]) -> None: ...
 
@@ -186,9 +226,10 @@ class VectorStore(Protocol):
     def top_by(self, name: str, field_name: str, k: int, filter: Filter | None = None) -> list[Hit]:
         """The k points with the largest value of a numeric payload field (indexed)."""
 
-    def scroll(self, name: str, batch: int = 1000, with_vectors: bool = False) -> Iterable[Hit]: ...
+    def scroll(self, name: str, batch: int = 1000, with_vectors: bool = False, filter: Filter | None = None) -> Iterable[Hit]: ...
 
-    def count(self, name: str) -> int: ...
+    def count(self, name: str, filter: Filter | None = None) -> int:
+        """Points in the collection (exact), or those matching `filter`."""
 
     def finish_bulk_load(self, name: str) -> None:
         """Build the ANN index after a bulk load."""

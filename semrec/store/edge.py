@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -11,7 +12,7 @@ import qdrant_edge as qe
 
 from ..errors import ConfigError, StoreLockedError
 from ..files import FolderLock, atomic_write_json, read_json, store_folder
-from .base import HNSW_EF, Condition, Filter, Hit, IndexKind, LRUCache, query_filled, use_exact
+from .base import HNSW_EF, Condition, Filter, Hit, IndexKind, LRUCache, UpdateMode, query_filled, use_exact
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,7 @@ VERSIONS_DIR = "versions"
 LEGACY_VERSION = "."
 # qdrant-edge-py 0.9.0 never matches a bool value (MatchValue(True) finds nothing, indexed or
 # not), so indexed bool fields are stored as 0/1 integers and turned back into bools on read.
+_UPDATE_MODES = {"upsert": None, "insert_only": qe.UpdateMode.InsertOnly, "update_only": qe.UpdateMode.UpdateOnly}
 _INDEX_TYPES = {
     "keyword": qe.PayloadSchemaType.Keyword,
     "integer": qe.PayloadSchemaType.Integer,
@@ -62,6 +64,10 @@ class EdgeStore:
         self._bools: dict[str, set[str]] = {}
         self._counts: dict[str, int] = {}  # this process holds the folder's lock: only it writes
         self._exclusions = _ExclusionCache()
+        #: Guards what this object keeps about the folder (opened shards, metadata, counts):
+        #: threads share one store, and a shard must be opened once (a second open of the same
+        #: folder fails in the engine).
+        self._guard = threading.RLock()
 
     def refresh(self) -> bool:
         """Follow a blue-green switch: reopen on the version `CURRENT` now names.
@@ -69,6 +75,10 @@ class EdgeStore:
         Cheap when nothing changed (one `stat`). Returns True when it switched; False when
         nothing changed, or the new version is still held by another process (try again later).
         """
+        with self._guard:
+            return self._refresh()
+
+    def _refresh(self) -> bool:
         stamp = _stamp(self.root / POINTER_FILE)
         if stamp == self._pointer_stamp:
             return False
@@ -102,30 +112,41 @@ class EdgeStore:
         return name in self._meta["collections"]
 
     def create_collection(self, name: str, dim: int, metadata: dict[str, Any]) -> None:
-        if self.has_collection(name):
-            raise ConfigError(f"Collection {name!r} already exists in {str(self.path)!r}.")
-        config = qe.EdgeConfig(vectors={VECTOR: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Dot)})
-        self._shards[name] = qe.EdgeShard.create(str(self.path / name), config)
-        self._meta["collections"][name] = {"dim": dim, "metadata": metadata, "indexes": {}}
-        self._save_meta()
+        with self._guard:
+            if self.has_collection(name):
+                raise ConfigError(f"Collection {name!r} already exists in {str(self.path)!r}.")
+            config = qe.EdgeConfig(vectors={VECTOR: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Dot)})
+            self._shards[name] = qe.EdgeShard.create(str(self.path / name), config)
+            self._meta["collections"][name] = {"dim": dim, "metadata": metadata, "indexes": {}}
+            self._save_meta()
 
     def collection_metadata(self, name: str) -> dict[str, Any]:
         return dict(self._meta["collections"][name]["metadata"])
 
     def create_payload_index(self, name: str, field_name: str, kind: IndexKind) -> None:
-        indexes = self._meta["collections"][name]["indexes"]
-        if field_name in indexes:
-            return
-        self._shard(name).update(qe.UpdateOperation.create_field_index(field_name, _INDEX_TYPES[kind]))
-        indexes[field_name] = kind
-        self._bools.pop(name, None)
-        self._save_meta()
+        with self._guard:
+            indexes = self._meta["collections"][name]["indexes"]
+            if field_name in indexes:
+                return
+            self._shard(name).update(qe.UpdateOperation.create_field_index(field_name, _INDEX_TYPES[kind]))
+            indexes[field_name] = kind
+            self._bools.pop(name, None)
+            self._save_meta()
 
     def payload_indexes(self, name: str) -> set[str]:
         return set(self._meta["collections"][name]["indexes"])
 
     # points ------------------------------------------------------------------------------------
-    def upsert(self, name: str, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict]) -> None:
+    def upsert(
+        self,
+        name: str,
+        ids: Sequence[str],
+        vectors: np.ndarray,
+        payloads: Sequence[dict],
+        *,
+        only_if: Filter | None = None,
+        mode: UpdateMode = "upsert",
+    ) -> None:
         if not len(ids):
             return
         rows = np.asarray(vectors, dtype=np.float32).tolist()
@@ -134,13 +155,19 @@ class EdgeStore:
             qe.Point(pid, {VECTOR: row}, _bools_to_ints(payload, bools))
             for pid, row, payload in zip(ids, rows, payloads)
         ]
-        self._shard(name).update(qe.UpdateOperation.upsert_points(points))
+        condition = _edge_filter(only_if, self._exclusions)
+        self._shard(name).update(qe.UpdateOperation.upsert_points(points, condition, _UPDATE_MODES[mode]))
         self._counts.pop(name, None)
 
-    def set_payload(self, name: str, ids: Sequence[str], payload: dict[str, Any]) -> None:
-        if ids:
-            payload = _bools_to_ints(payload, self._bool_fields(name))
+    def set_payload(self, name: str, ids: Sequence[str], payload: dict[str, Any], *, only_if: Filter | None = None) -> None:
+        if not ids:
+            return
+        payload = _bools_to_ints(payload, self._bool_fields(name))
+        if only_if is None:
             self._shard(name).update(qe.UpdateOperation.set_payload(list(ids), payload))
+            return
+        selector = Filter(list(only_if.must), list(only_if.exclude_ids), list(ids))
+        self._shard(name).update(qe.UpdateOperation.set_payload_by_filter(_edge_filter(selector, self._exclusions), payload))
 
     def delete(self, name: str, ids: Sequence[str]) -> None:
         if ids:
@@ -190,13 +217,14 @@ class EdgeStore:
         )
         return [self._hit(name, r, False) for r in records]
 
-    def scroll(self, name: str, batch: int = 1000, with_vectors: bool = False) -> Iterable[Hit]:
-        offset = None
+    def scroll(self, name: str, batch: int = 1000, with_vectors: bool = False, filter: Filter | None = None) -> Iterable[Hit]:
+        offset, condition = None, _edge_filter(filter, self._exclusions)
         while True:
             records, offset = self._shard(name).scroll(
                 qe.ScrollRequest(
                     offset=offset,
                     limit=batch,
+                    filter=condition,
                     with_payload=True,
                     with_vector=[VECTOR] if with_vectors else False,
                 )
@@ -205,10 +233,13 @@ class EdgeStore:
             if offset is None:
                 return
 
-    def count(self, name: str) -> int:
-        if name not in self._counts:
-            self._counts[name] = self._shard(name).info().points_count
-        return self._counts[name]
+    def count(self, name: str, filter: Filter | None = None) -> int:
+        if filter:
+            return self._shard(name).count(qe.CountRequest(exact=True, filter=_edge_filter(filter, self._exclusions)))
+        value = self._counts.get(name)
+        if value is None:
+            value = self._counts[name] = self._shard(name).info().points_count
+        return value
 
     def finish_bulk_load(self, name: str) -> None:
         shard = self._shard(name)
@@ -216,19 +247,23 @@ class EdgeStore:
         shard.flush()
 
     def close(self) -> None:
-        for shard in self._shards.values():
-            shard.flush()
-            shard.close()
-        self._shards.clear()
-        self._lock.release()
+        with self._guard:
+            for shard in self._shards.values():
+                shard.flush()
+                shard.close()
+            self._shards.clear()
+            self._lock.release()
 
     # internals ---------------------------------------------------------------------------------
     def _shard(self, name: str) -> qe.EdgeShard:
         shard = self._shards.get(name)
         if shard is None:
-            if not self.has_collection(name):
-                raise ConfigError(f"Collection {name!r} does not exist in {str(self.path)!r}.")
-            shard = self._shards[name] = qe.EdgeShard.load(str(self.path / name))
+            with self._guard:
+                shard = self._shards.get(name)
+                if shard is None:
+                    if not self.has_collection(name):
+                        raise ConfigError(f"Collection {name!r} does not exist in {str(self.path)!r}.")
+                    shard = self._shards[name] = qe.EdgeShard.load(str(self.path / name))
         return shard
 
     def _bool_fields(self, name: str) -> set[str]:
@@ -283,7 +318,11 @@ def _bools_to_ints(payload: dict[str, Any], fields: set[str]) -> dict[str, Any]:
     return {k: int(v) if k in fields and isinstance(v, bool) else v for k, v in payload.items()}
 
 
-def _edge_condition(condition: Condition) -> qe.FieldCondition:
+def _edge_condition(condition: Condition) -> Any:
+    if condition.op == "empty":
+        return qe.IsEmptyCondition(condition.field)
+    if condition.op == "nonempty":
+        return qe.Filter(must_not=[qe.IsEmptyCondition(condition.field)])
     if condition.op == "eq":
         value = int(condition.value) if isinstance(condition.value, bool) else condition.value
         return qe.FieldCondition(condition.field, match=qe.MatchValue(value))
@@ -310,4 +349,7 @@ def _edge_filter(filter: Filter | None, exclusions: _ExclusionCache) -> qe.Filte
     if not filter:
         return None
     must_not = [exclusions(filter.exclude_ids)] if filter.exclude_ids else None
-    return qe.Filter(must=[_edge_condition(c) for c in filter.must] or None, must_not=must_not)
+    must = [_edge_condition(c) for c in filter.must]
+    if filter.only_ids is not None:
+        must.append(qe.HasIdCondition(set(filter.only_ids)))
+    return qe.Filter(must=must or None, must_not=must_not)

@@ -9,7 +9,7 @@ import numpy as np
 from qdrant_client import QdrantClient, models
 
 from ..errors import ConfigError
-from .base import HNSW_EF, Condition, Filter, Hit, IndexKind, query_filled, use_exact
+from .base import HNSW_EF, Condition, Filter, Hit, IndexKind, UpdateMode, query_filled, use_exact
 
 log = logging.getLogger(__name__)
 
@@ -17,6 +17,11 @@ VECTOR = "dense"
 UPSERT_BATCH = 256
 #: Indexing threshold (KB) restored after a bulk load; 0 defers HNSW building during the load.
 INDEXING_THRESHOLD_KB = 10_000
+_UPDATE_MODES = {
+    "upsert": None,
+    "insert_only": models.UpdateMode.INSERT_ONLY,
+    "update_only": models.UpdateMode.UPDATE_ONLY,
+}
 _SCHEMAS = {
     "keyword": models.PayloadSchemaType.KEYWORD,
     "integer": models.PayloadSchemaType.INTEGER,
@@ -119,7 +124,17 @@ class QdrantStore:
         return set(self.collection_metadata(name).get("payload_indexes", []))
 
     # points ------------------------------------------------------------------------------------
-    def upsert(self, name: str, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict]) -> None:
+    def upsert(
+        self,
+        name: str,
+        ids: Sequence[str],
+        vectors: np.ndarray,
+        payloads: Sequence[dict],
+        *,
+        only_if: Filter | None = None,
+        mode: UpdateMode = "upsert",
+    ) -> None:
+        condition, update_mode = _client_filter(only_if), _UPDATE_MODES[mode]
         rows = np.asarray(vectors, dtype=np.float32).tolist()
         for start in range(0, len(ids), UPSERT_BATCH):
             points = [
@@ -130,12 +145,18 @@ class QdrantStore:
                     payloads[start : start + UPSERT_BATCH],
                 )
             ]
-            self.client.upsert(self._name(name), points=points, wait=True)
+            self.client.upsert(
+                self._name(name), points=points, wait=True, update_filter=condition, update_mode=update_mode
+            )
         self._counts.pop(name, None)
 
-    def set_payload(self, name: str, ids: Sequence[str], payload: dict[str, Any]) -> None:
-        if ids:
-            self.client.set_payload(self._name(name), payload=payload, points=list(ids), wait=True)
+    def set_payload(self, name: str, ids: Sequence[str], payload: dict[str, Any], *, only_if: Filter | None = None) -> None:
+        if not ids:
+            return
+        selector: Any = list(ids)
+        if only_if is not None:
+            selector = _client_filter(Filter(list(only_if.must), list(only_if.exclude_ids), list(ids)))
+        self.client.set_payload(self._name(name), payload=payload, points=selector, wait=True)
 
     def delete(self, name: str, ids: Sequence[str]) -> None:
         if ids:
@@ -190,11 +211,12 @@ class QdrantStore:
         )
         return [_hit(r, False) for r in records]
 
-    def scroll(self, name: str, batch: int = 1000, with_vectors: bool = False) -> Iterable[Hit]:
-        offset = None
+    def scroll(self, name: str, batch: int = 1000, with_vectors: bool = False, filter: Filter | None = None) -> Iterable[Hit]:
+        offset, condition = None, _client_filter(filter)
         while True:
             records, offset = self.client.scroll(
                 self._name(name),
+                scroll_filter=condition,
                 limit=batch,
                 offset=offset,
                 with_payload=True,
@@ -204,10 +226,13 @@ class QdrantStore:
             if offset is None:
                 return
 
-    def count(self, name: str) -> int:
-        if name not in self._counts:
-            self._counts[name] = self.client.count(self._name(name), exact=True).count
-        return self._counts[name]
+    def count(self, name: str, filter: Filter | None = None) -> int:
+        if filter:
+            return self.client.count(self._name(name), count_filter=_client_filter(filter), exact=True).count
+        value = self._counts.get(name)
+        if value is None:
+            value = self._counts[name] = self.client.count(self._name(name), exact=True).count
+        return value
 
     def finish_bulk_load(self, name: str) -> None:
         self.client.update_collection(
@@ -226,7 +251,11 @@ def _hit(point: Any, with_vectors: bool) -> Hit:
     return Hit(str(point.id), point.payload or {}, float(getattr(point, "score", 0.0) or 0.0), vector)
 
 
-def _client_condition(condition: Condition) -> models.FieldCondition:
+def _client_condition(condition: Condition) -> Any:
+    if condition.op == "empty":
+        return models.IsEmptyCondition(is_empty=models.PayloadField(key=condition.field))
+    if condition.op == "nonempty":
+        return models.Filter(must_not=[models.IsEmptyCondition(is_empty=models.PayloadField(key=condition.field))])
     if condition.op == "eq":
         return models.FieldCondition(key=condition.field, match=models.MatchValue(value=condition.value))
     if condition.op == "any":
@@ -238,4 +267,7 @@ def _client_filter(filter: Filter | None) -> models.Filter | None:
     if not filter:
         return None
     must_not = [models.HasIdCondition(has_id=list(filter.exclude_ids))] if filter.exclude_ids else None
-    return models.Filter(must=[_client_condition(c) for c in filter.must] or None, must_not=must_not)
+    must = [_client_condition(c) for c in filter.must]
+    if filter.only_ids is not None:
+        must.append(models.HasIdCondition(has_id=list(filter.only_ids)))
+    return models.Filter(must=must or None, must_not=must_not)
