@@ -634,22 +634,17 @@ class Recommender:
         self._ensure_collection(USERS)
         vectors = self._user_vectors([profile for profile, _, _ in batch.values()])
         tokens = {uid: _new_revision() for uid in batch}
-        groups: dict[tuple, list[int]] = defaultdict(list)
         payloads = []
-        for row, (uid, (profile, hit, new_items)) in enumerate(batch.items()):
+        for uid, (profile, hit, new_items) in batch.items():
             pending = sorted({*(hit.payload.get(PENDING, []) if hit else []), *new_items})
             payloads.append({**profile.model_dump(), REVISION: tokens[uid], PENDING: pending})
-            groups[("insert",) if hit is None else ("update", _revision(hit) is None)].append(row)
         uids = list(batch)
+        ids = [point_id("user", u) for u in uids]
+        # one engine write for the whole batch (all of it or none after a crash): new users are
+        # inserted, stored ones replaced only where their revision is still the one read
+        only_if = _same_revision([_revision(hit) if hit else "" for _, hit, _ in batch.values()])
         self._forget_cached_profiles(uids)
-        for group, rows in groups.items():
-            ids = [point_id("user", uids[r]) for r in rows]
-            if group == ("insert",):
-                self.store.upsert(USERS, ids, vectors[rows], [payloads[r] for r in rows], mode="insert_only")
-            else:
-                old = [_revision(batch[uids[r]][1]) for r in rows]
-                only_if = _same_revision(old) if not group[1] else _same_revision([None])
-                self.store.upsert(USERS, ids, vectors[rows], [payloads[r] for r in rows], only_if=only_if, mode="update_only")
+        self.store.upsert(USERS, ids, vectors, payloads, only_if=only_if)
         self._forget_cached_profiles(uids)
         stored = self._stored_revisions(uids)
         lost = {uid for uid in uids if stored.get(uid) != tokens[uid]}
@@ -667,13 +662,10 @@ class Recommender:
             tokens = {uid: _new_revision() for uid in uids}
             vectors = np.stack([vector_of(UserProfile.model_validate(h.payload), h) for h in todo.values()])
             payloads = [{**h.payload, REVISION: tokens[uid]} for uid, h in todo.items()]
-            legacy = [i for i, h in enumerate(todo.values()) if _revision(h) is None]
-            current = [i for i in range(len(uids)) if i not in set(legacy)]
             ids = [point_id("user", u) for u in uids]
             self._forget_cached_profiles(uids)
-            for rows, only_if in ((current, _same_revision([_revision(h) for h in todo.values() if _revision(h)])), (legacy, _same_revision([None]))):
-                if rows:
-                    self.store.upsert(USERS, [ids[r] for r in rows], vectors[rows], [payloads[r] for r in rows], only_if=only_if, mode="update_only")
+            only_if = _same_revision([_revision(h) for h in todo.values()])
+            self.store.upsert(USERS, ids, vectors, payloads, only_if=only_if, mode="update_only")
             stored = self._stored_revisions(uids)
             lost = [uid for uid in uids if uid in stored and stored[uid] != tokens[uid]]
             todo = self._read_users(lost, fresh=True) if lost else {}
@@ -937,10 +929,12 @@ def _new_revision() -> str:
 
 def _same_revision(revisions: list[str | None]) -> Filter:
     """Matches points whose revision is one of `revisions` (revisions are unique, so a batch
-    of users can share one condition); [None] matches points written before revisions existed."""
-    if revisions == [None]:
-        return Filter([Condition(REVISION, "empty")])
-    return Filter([Condition(REVISION, "any", [r for r in revisions if r])])
+    of users shares one condition); None also matches points stored before revisions existed;
+    "" (a user not stored when read) matches nothing."""
+    should = [Condition(REVISION, "any", [r for r in revisions if r] or [""])]
+    if None in revisions:
+        should.append(Condition(REVISION, "empty"))
+    return Filter(should=should)
 
 
 def _backoff() -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import numbers
+import re
 import threading
 import uuid
 from collections import OrderedDict
@@ -108,29 +111,40 @@ class Condition:
 
 @dataclass
 class Filter:
-    """A backend-neutral filter: all conditions must hold; `exclude_ids` are left out; when
-    `only_ids` is set, only those points match."""
+    """A backend-neutral filter: all `must` conditions and at least one `should` condition (when
+    any) hold; `exclude_ids` are left out; when `only_ids` is set, only those points match."""
 
     must: list[Condition] = field(default_factory=list)
     exclude_ids: list[str] = field(default_factory=list)
     only_ids: list[str] | None = None
+    should: list[Condition] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.must or self.exclude_ids or self.only_ids is not None)
+        return bool(self.must or self.exclude_ids or self.only_ids is not None or self.should)
 
 
 _RANGE_KEYS = {"gt", "gte", "lt", "lte"}
+#: A filterable field: keys of letters, digits, '_' or '-', joined by '.' for a nested field,
+#: each optionally followed by [] or [n] (Qdrant's JSON path, without quoted keys).
+_FIELD_PATH = re.compile(r"[\w-]+(?:\[\d*\])*(?:\.[\w-]+(?:\[\d*\])*)*")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_INT64 = (-(2**63), 2**63 - 1)
 
 
 def parse_filter(spec: dict[str, Any] | None, field_aliases: dict[str, str] | None = None) -> Filter:
-    """Turn a filter dict into a `Filter`.
+    """Turn a filter dict into a `Filter`, checked so that the engine never sees a value it
+    cannot take.
 
-    `{"brand": "Acme"}` matches a value, `{"tags": ["a", "b"]}` any of the values,
-    `{"price": {"gte": 10, "lt": 50}}` a range.
+    `{"brand": "Acme"}` matches a value (text, a 64-bit integer or a bool), `{"tags": ["a", "b"]}`
+    any of the values (all text or all integers), `{"price": {"gte": 10, "lt": 50}}` a range of
+    finite numbers (bools and text are refused). Field names use letters, digits, '_' and '-'
+    ('.' for a nested field). Anything else (NaN or inf in a range, an empty field name, a lone
+    surrogate, an integer beyond 64 bits) raises `ConfigError` naming the field, the value and
+    the fix.
 
     Example:
         >>> parse_filter({"price": {"lt": 5}}).must[0]
-        Condition(field='price', op='range', value={'lt': 5})
+        Condition(field='price', op='range', value={'lt': 5.0})
     """
     result = Filter()
     if not spec:
@@ -138,35 +152,101 @@ def parse_filter(spec: dict[str, Any] | None, field_aliases: dict[str, str] | No
     if not isinstance(spec, dict):
         raise ConfigError(
             f"filter must be a dict such as {{'category': 'Kitchen'}}, got {type(spec).__name__} "
-            f"{spec!r}."
+            f"{_short(spec)}."
         )
     aliases = field_aliases or {}
     for key, value in spec.items():
+        _check_field(key)
         name = aliases.get(key, key)
         if isinstance(value, dict):
             unknown = set(value) - _RANGE_KEYS
             if unknown or not value:
                 raise ConfigError(
-                    f"filter on {key!r} has range keys {sorted(value)}; expected some of "
+                    f"filter on {key!r} has range keys {sorted(map(str, value))}; expected some of "
                     f"{sorted(_RANGE_KEYS)}, e.g. {{'{key}': {{'gte': 10, 'lt': 50}}}}."
                 )
-            result.must.append(Condition(name, "range", {k: float(v) for k, v in value.items()}))
-        elif isinstance(value, (list, tuple, set)):
-            values = list(value)
-            if not values or not all(isinstance(v, (str, int)) for v in values):
+            result.must.append(Condition(name, "range", {op: _range_bound(key, op, v) for op, v in value.items()}))
+        elif isinstance(value, (list, tuple, set, frozenset)):
+            values = [_match_value(key, v, "list value") for v in value]
+            kinds = {type(v) is str for v in values}
+            if not values or len(kinds) > 1:
                 raise ConfigError(
-                    f"filter on {key!r} has values {values!r}; expected a non-empty list of "
-                    "strings or integers."
+                    f"filter on {key!r} has values {_short(list(value))}; expected a non-empty list "
+                    f"of all strings or all integers, e.g. {{'{key}': ['a', 'b']}}."
                 )
             result.must.append(Condition(name, "any", values))
-        elif isinstance(value, (str, int, bool)):
-            result.must.append(Condition(name, "eq", value))
         else:
-            raise ConfigError(
-                f"filter on {key!r} has value {value!r}; expected a string, integer, bool, list, "
-                "or a range dict."
-            )
+            result.must.append(Condition(name, "eq", _match_value(key, value, "value")))
     return result
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    try:
+        text = repr(value)
+    except Exception:  # e.g. an int too long to print
+        return f"<{type(value).__name__}>"
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def _check_field(key: Any) -> None:
+    """A filter's field name: non-empty text the engine reads as a field path."""
+    example = "e.g. {'price': {'lt': 50}} or {'category': 'Kitchen'}"
+    if not isinstance(key, str) or not key.strip():
+        raise ConfigError(f"filter field {_short(key)} is not a field name; expected a catalog field, {example}.")
+    bad = _SURROGATE.search(key)
+    if bad:
+        raise ConfigError(
+            f"filter field {_short(key)} is not valid Unicode text (lone surrogate {bad.group()!r} "
+            f"at character {bad.start()}); expected a catalog field, {example}."
+        )
+    if not _FIELD_PATH.fullmatch(key):
+        raise ConfigError(
+            f"filter field {_short(key)} is not a name the store can filter on; field names use "
+            f"letters, digits, '_' and '-' ('.' for a nested field), {example}."
+        )
+
+
+def _range_bound(key: str, op: Any, value: Any) -> float:
+    """One end of a range: a finite number (not a bool, not text)."""
+    number = math.nan
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
+        try:
+            number = float(value)
+        except (OverflowError, ValueError):
+            number = math.inf
+    if not math.isfinite(number):
+        raise ConfigError(
+            f"filter on {key!r} has range value {_short(value)} for {op!r}; expected a finite "
+            f"number, e.g. {{{key!r}: {{{op!r}: 50}}}}."
+        )
+    return number
+
+
+def _match_value(key: str, value: Any, what: str) -> str | int | bool:
+    """A value to match exactly: text (valid Unicode), a 64-bit integer or a bool."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, numbers.Integral):
+        number = int(value)
+        if _INT64[0] <= number <= _INT64[1]:
+            return number
+        raise ConfigError(
+            f"filter on {key!r} has {what} {_short(value)}, outside "
+            "the 64-bit integer range the store matches; use a smaller number or a range."
+        )
+    if isinstance(value, str):
+        bad = _SURROGATE.search(value)
+        if bad:
+            raise ConfigError(
+                f"filter on {key!r} has {what} {_short(value)} with a lone surrogate "
+                f"{bad.group()!r} at character {bad.start()}, which is not valid Unicode; "
+                "remove it (or decode the input with errors='replace')."
+            )
+        return value
+    raise ConfigError(
+        f"filter on {key!r} has {what} {_short(value)}; expected a string, integer, bool, list, "
+        f"or a range dict such as {{'{key}': {{'gte': 10, 'lt': 50}}}}."
+    )
 
 
 class VectorStore(Protocol):

@@ -166,7 +166,7 @@ class EdgeStore:
         if only_if is None:
             self._shard(name).update(qe.UpdateOperation.set_payload(list(ids), payload))
             return
-        selector = Filter(list(only_if.must), list(only_if.exclude_ids), list(ids))
+        selector = Filter(list(only_if.must), list(only_if.exclude_ids), list(ids), list(only_if.should))
         self._shard(name).update(qe.UpdateOperation.set_payload_by_filter(_edge_filter(selector, self._exclusions), payload))
 
     def delete(self, name: str, ids: Sequence[str]) -> None:
@@ -352,4 +352,5 @@ def _edge_filter(filter: Filter | None, exclusions: _ExclusionCache) -> qe.Filte
     must = [_edge_condition(c) for c in filter.must]
     if filter.only_ids is not None:
         must.append(qe.HasIdCondition(set(filter.only_ids)))
-    return qe.Filter(must=must or None, must_not=must_not)
+    should = [_edge_condition(c) for c in filter.should] or None
+    return qe.Filter(must=must or None, should=should, must_not=must_not)

@@ -155,7 +155,7 @@ class QdrantStore:
             return
         selector: Any = list(ids)
         if only_if is not None:
-            selector = _client_filter(Filter(list(only_if.must), list(only_if.exclude_ids), list(ids)))
+            selector = _client_filter(Filter(list(only_if.must), list(only_if.exclude_ids), list(ids), list(only_if.should)))
         self.client.set_payload(self._name(name), payload=payload, points=selector, wait=True)
 
     def delete(self, name: str, ids: Sequence[str]) -> None:
@@ -270,4 +270,5 @@ def _client_filter(filter: Filter | None) -> models.Filter | None:
     must = [_client_condition(c) for c in filter.must]
     if filter.only_ids is not None:
         must.append(models.HasIdCondition(has_id=list(filter.only_ids)))
-    return models.Filter(must=must or None, must_not=must_not)
+    should = [_client_condition(c) for c in filter.should] or None
+    return models.Filter(must=must or None, should=should, must_not=must_not)
