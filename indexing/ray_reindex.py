@@ -40,9 +40,12 @@ def main(argv: list[str] | None = None) -> int:
             prefix=args.prefix, api_key=Settings().api_key, rejects_path=args.rejects,
             upload=UploadConfig(streams=args.streams, retries=args.retries, timeout_s=args.timeout),
         )
-    except SemrecError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        print(json.dumps({"error": str(exc)}))
+    except Exception as exc:  # noqa: BLE001 - every exit ends with a JSON line
+        message = " ".join(str(exc).split())
+        if not isinstance(exc, SemrecError):
+            message = f"{type(exc).__name__}: {message}"
+        print(f"error: {message}", file=sys.stderr)
+        print(json.dumps({"error": message, "exit_code": 1}, ensure_ascii=False))
         return 1
     print(summary.to_json())
     return summary.exit_code

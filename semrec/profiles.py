@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import math
+import numbers
 import time
 from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from .catalog import canonical_id
+from .catalog import Reject, canonical_id, short_repr
 from .encoders import l2_normalize
 from .errors import ConfigError
 
@@ -202,65 +204,149 @@ def user_vector(
     return l2_normalize(text_weight * l2_normalize(summary_vector) + (1 - text_weight) * pooled)
 
 
-def to_timestamp(ts: Any) -> float:
-    """Seconds since the epoch from None (now), a number, a datetime or an ISO-8601 string."""
-    if ts is None or (isinstance(ts, float) and math.isnan(ts)):
-        return time.time()
-    if isinstance(ts, bool):
-        raise ConfigError(f"ts {ts!r} is not a time; expected epoch seconds, a datetime or ISO text.")
-    if isinstance(ts, (int, float, np.integer, np.floating)):
-        return float(ts)
-    try:
-        stamp = pd.Timestamp(ts)
-    except (ValueError, TypeError):
+#: How far after now an event's time may lie (clock skew between machines). Later times are
+#: refused: an event dated in 2999 would stay a user's "most recent" one for ever.
+FUTURE_TOLERANCE_S = 86_400.0
+#: The earliest event time accepted, 1900-01-01 UTC (1900-1970 is negative epoch seconds).
+#: Earlier values are taken for mistakes: a sentinel such as -1e10, or the wrong unit.
+MIN_TS = -2_208_988_800.0
+#: The largest event weight accepted (the kind's weight then multiplies it).
+MAX_WEIGHT = 1e6
+
+
+def to_timestamp(ts: Any, *, now: float | None = None) -> float:
+    """Seconds since the epoch (UTC) from None, a number, a datetime or an ISO-8601 string.
+
+    The rule: None means now (`now`, by default the clock). NaN, NaT, inf and values that are
+    not times raise `ConfigError`: a missing time is refused, never silently taken for now. So
+    do times more than `FUTURE_TOLERANCE_S` (one day) after now, and times before `MIN_TS`
+    (1900-01-01); 1900-1970 is accepted. Naive datetimes and ISO text without a zone are UTC.
+
+    Example:
+        >>> to_timestamp("2026-01-01T00:00:00Z")
+        1767225600.0
+    """
+    current = time.time() if now is None else float(now)
+    if ts is None:
+        return current
+    expected = "expected epoch seconds, a datetime or ISO-8601 text such as '2026-11-28T10:00:00Z'"
+    if isinstance(ts, (bool, np.bool_)):
+        raise ConfigError(f"ts {short_repr(ts)} is not a time; {expected}.")
+    if isinstance(ts, (numbers.Real, Decimal)):
+        try:
+            value = float(ts)
+        except (OverflowError, ValueError):
+            value = math.inf
+    else:
+        try:
+            stamp = pd.Timestamp(ts)
+        except (ValueError, TypeError, OverflowError):
+            raise ConfigError(f"ts {short_repr(ts)} is not a time; {expected}.") from None
+        if stamp is pd.NaT:
+            value = math.nan
+        else:
+            value = (stamp.tz_localize(timezone.utc) if stamp.tzinfo is None else stamp).timestamp()
+    if not math.isfinite(value):
         raise ConfigError(
-            f"ts {ts!r} is not a time; expected epoch seconds, a datetime or ISO-8601 text such "
-            "as '2026-11-28T10:00:00Z'."
-        ) from None
-    if stamp.tzinfo is None:
-        stamp = stamp.tz_localize(timezone.utc)
-    return stamp.timestamp()
+            f"ts {short_repr(ts)} is not a finite time; {expected}. A missing time is not taken for now: "
+            "pass ts=None for the current time."
+        )
+    if value > current + FUTURE_TOLERANCE_S:
+        try:
+            shown = f" ({datetime.fromtimestamp(value, timezone.utc):%Y-%m-%d %H:%M} UTC)"
+        except (OverflowError, ValueError, OSError):
+            shown = ""
+        unit = isinstance(ts, (numbers.Real, Decimal)) and 1e11 <= value and value / 1000 <= current + FUTURE_TOLERANCE_S
+        hint = "; it looks like milliseconds: divide by 1000" if unit else ""
+        raise ConfigError(
+            f"ts {short_repr(ts)}{shown} is in the future: event times may lie at most "
+            f"{FUTURE_TOLERANCE_S:g} seconds (one day) after now{hint}. Fix the clock or the "
+            "unit, or pass ts=None for now."
+        )
+    if value < MIN_TS:
+        raise ConfigError(
+            f"ts {short_repr(ts)} is before 1900-01-01 (epoch {MIN_TS:g}); {expected}. A sentinel for "
+            "'unknown' is not a time: pass ts=None for now."
+        )
+    return value
 
 
-def make_event(user_id: Any, item_id: Any, kind: Any = "view", ts: Any = None, weight: Any = 1.0) -> Event:
-    """A validated `Event`; bad values raise `ConfigError` naming the value and the fix."""
+def make_event(
+    user_id: Any, item_id: Any, kind: Any = "view", ts: Any = None, weight: Any = 1.0, *, now: float | None = None
+) -> Event:
+    """A validated `Event`; bad values raise `ConfigError` naming the value and the fix.
+
+    `ts` follows `to_timestamp`'s rule (None is now; NaN, inf, more than a day ahead and
+    before 1900 are refused); `weight` must be a finite number from 0 to `MAX_WEIGHT` (1e6);
+    ids and kind must be valid Unicode text.
+
+    Example:
+        >>> make_event("u1", 42, "purchase", ts=1_700_000_000).item_id
+        '42'
+    """
     if not isinstance(kind, str) or not kind.strip():
-        raise ConfigError(f"kind {kind!r} is not valid; expected a word such as 'view' or 'purchase'.")
-    try:
-        weight = float(weight)
-    except (TypeError, ValueError):
-        weight = float("nan")
-    if not math.isfinite(weight) or weight < 0:
-        raise ConfigError(f"weight {weight!r} is not valid; expected a finite number >= 0.")
+        raise ConfigError(f"kind {short_repr(kind)} is not valid; expected a word such as 'view' or 'purchase'.")
+    if any("\ud800" <= ch <= "\udfff" for ch in kind):
+        raise ConfigError(
+            f"kind {short_repr(kind)} is not valid Unicode text (it has a lone surrogate); expected a word "
+            "such as 'view' or 'purchase'."
+        )
+    number, shown = math.nan, short_repr(weight)
+    if not isinstance(weight, (bool, np.bool_)):
+        try:
+            number = float(weight)
+            shown = repr(number)
+        except (TypeError, ValueError, OverflowError):
+            pass
+    if not (math.isfinite(number) and 0 <= number <= MAX_WEIGHT):
+        raise ConfigError(
+            f"weight {shown} is not valid; expected a finite number >= 0 and <= {MAX_WEIGHT:g}, "
+            "e.g. weight=1.0 (or a rating such as 4.5)."
+        )
     return Event(
         user_id=canonical_id(user_id, "user_id"),
         item_id=canonical_id(item_id, "item_id"),
         kind=kind.strip(),
-        ts=to_timestamp(ts),
-        weight=weight,
+        ts=to_timestamp(ts, now=now),
+        weight=number,
     )
 
 
-def events_from_frame(frame: pd.DataFrame) -> list[Event]:
-    """Validated events from a DataFrame with user_id, item_id and optional kind, ts, weight."""
+def events_from_frame(frame: pd.DataFrame, rejects: list[Reject] | None = None) -> list[Event]:
+    """Validated events from a DataFrame with user_id, item_id and optional kind, ts, weight.
+
+    Strict by default: the first bad row raises `ConfigError` naming the row. With a `rejects`
+    list, each bad row is appended to it as a `Reject` (row position, reason, item_id and the
+    row's values) and skipped, and the good rows come back in their order. A missing ts column
+    means now for every row; a missing value in it (NaN) is a bad row (see `to_timestamp`).
+
+    Example:
+        >>> bad = []
+        >>> frame = pd.DataFrame({"user_id": ["u", "u"], "item_id": ["a", "b"], "ts": [1.0, float("inf")]})
+        >>> [e.item_id for e in events_from_frame(frame, rejects=bad)], [r.row for r in bad]
+        (['a'], [1])
+    """
     missing = [c for c in ("user_id", "item_id") if c not in frame.columns]
     if missing:
         raise ConfigError(
             f"Events table has no {missing} column(s) (columns: {', '.join(map(str, frame.columns))}); "
             "expected user_id, item_id and optionally kind, ts, weight."
         )
-    now = datetime.now(timezone.utc).timestamp()
+    now = time.time()
     kinds = frame["kind"] if "kind" in frame.columns else ["view"] * len(frame)
-    stamps = frame["ts"] if "ts" in frame.columns else [now] * len(frame)
+    stamps = frame["ts"] if "ts" in frame.columns else [None] * len(frame)
     weights = frame["weight"] if "weight" in frame.columns else [1.0] * len(frame)
     events = []
     for row, (user, item, kind, ts, weight) in enumerate(
         zip(frame["user_id"], frame["item_id"], kinds, stamps, weights)
     ):
         try:
-            events.append(make_event(user, item, kind, ts, weight))
+            events.append(make_event(user, item, kind, ts, weight, now=now))
         except ConfigError as exc:
-            raise ConfigError(f"Events row {row}: {exc}") from None
+            if rejects is None:
+                raise ConfigError(f"Events row {row}: {exc}") from None
+            data = {"user_id": user, "item_id": item, "kind": kind, "ts": ts, "weight": weight}
+            rejects.append(Reject(row, str(exc), item, data))
     return events
 
 

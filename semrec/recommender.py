@@ -17,7 +17,7 @@ import pandas as pd
 import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict, Field
 
-from .catalog import DEFAULT_TEMPLATE, Item, Reject, canonical_id, load_catalog, read_table, write_rejects
+from .catalog import DEFAULT_TEMPLATE, Item, Reject, canonical_id, clean_query_text, load_catalog, read_table, write_rejects
 from .collaborative import CollaborativeConfig, VectorLayout, fit_item_parts, neighbour_mean
 from .encoders import Encoder, ModelFingerprint, l2_normalize, load_encoder
 from .errors import ConcurrentWriteError, ConfigError, ModelMismatchError, NotIndexedError, UnknownUserError
@@ -124,6 +124,8 @@ class RecordReport:
     users: int
     duplicates: int = 0
     skipped_unknown_items: int = 0
+    #: Rows that are not valid events (with the reason); the valid rows were recorded.
+    rejected: list[Reject] = field(default_factory=list)
 
 
 class Recommender:
@@ -150,6 +152,7 @@ class Recommender:
         self._check_model(ITEMS)
         self._check_model(USERS)
         self._prepare_users()
+        self.replay_changes()
 
     @classmethod
     def open(
@@ -199,6 +202,7 @@ class Recommender:
         self._check_model(ITEMS)
         self._check_model(USERS)
         self._prepare_users()
+        self.replay_changes()
         return True
 
     def __enter__(self) -> "Recommender":
@@ -392,14 +396,21 @@ class Recommender:
     def record_many(self, events: pd.DataFrame | str | Path, *, on_unknown_item: Literal["raise", "skip"] = "raise") -> RecordReport:
         """Record a table of events (user_id, item_id, [kind], [ts], [weight]) in time order.
 
+        Rows that are not valid events (bad id, time or weight) are listed in
+        `report.rejected` with the reason; the valid rows are recorded.
+
         Each user's summary is encoded once per call, not once per event. With
         `on_unknown_item="raise"` (default) nothing is recorded if an item is unknown. Events
         already recorded (same user, item, kind and time) are counted as duplicates and change
         nothing, so a batch can be sent again after a failure.
         """
         frame = read_table(events)
-        parsed = events_from_frame(frame)
+        rejects: list[Reject] = []
+        parsed = events_from_frame(frame, rejects=rejects)
+        for reject in rejects[:20]:
+            log.warning("events row %s rejected: %s", reject.row, reject.reason)
         _, report = self._apply(parsed, on_unknown_item)
+        report.rejected = rejects
         return report
 
     def set_interests(self, user_id: Any, interests: list[str] | str) -> UserProfile:
@@ -418,6 +429,7 @@ class Recommender:
             return int(changed)
 
         written, _ = self._update_users({uid: declare})
+        self._log_change({"op": "interests", "user_id": uid, "interests": clean})
         return written.get(uid) or self.profile(uid)
 
     def profile(self, user_id: Any) -> UserProfile | None:
@@ -458,9 +470,44 @@ class Recommender:
         return True
 
     def _finish_erasure(self, user_ids: list[str], items: list[str]) -> None:
-        self.store.delete(USERS, [point_id("user", u) for u in user_ids])
+        pids = {point_id("user", u) for u in user_ids}
+        erase = getattr(self.store, "erase", None)
+        if erase is not None:
+            erase(USERS, sorted(pids))  # every version, and out of the engine's files
+        else:
+            self.store.delete(USERS, sorted(pids))
+        scrub = getattr(self.store, "scrub_changes", None)
+        if scrub is not None:
+            scrub(lambda entry: not pids & _users_of(entry))
         self._forget_cached_profiles(user_ids)
         self._recount_popularity(items)
+
+    def _log_change(self, entry: dict[str, Any]) -> None:
+        """While a blue-green rebuild runs (or after it switched, until this process refreshes),
+        log the user write for the new version, which replays it when opened."""
+        target = getattr(self.store, "rebuild_target", None)
+        version = target() if target is not None else None
+        if version is not None:
+            self.store.log_change(version, entry)
+
+    def replay_changes(self) -> None:
+        """Apply the user writes made to an older version while this one was being built."""
+        replay = getattr(self.store, "replay_changes", None)
+        if replay is None or not self.store.has_collection(ITEMS):
+            return
+        erased = self.store.erased(USERS)
+
+        def apply(entries: list[dict[str, Any]]) -> None:
+            events = [Event(**e) for entry in entries if entry.get("op") == "events" for e in entry["events"]]
+            events = [e for e in events if point_id("user", e.user_id) not in erased]
+            if events:
+                self._apply(events, "skip")
+            for entry in entries:
+                if entry.get("op") == "interests" and point_id("user", entry["user_id"]) not in erased:
+                    self.set_interests(entry["user_id"], entry["interests"])
+
+        if replayed := replay(apply):
+            log.info("replayed %d user writes made during the rebuild of this version", replayed)
 
     # queries -----------------------------------------------------------------------------------
     def recommend(
@@ -496,10 +543,27 @@ class Recommender:
         query = layout.query(layout.text_part(stored), layout.cf_part(stored), weight=cfg.weight, popularity_weight=cfg.popularity_weight)
         return self._rank(query, k, flt, diversity, profile if explain_results else None)
 
+    def recommend_many(
+        self,
+        user_ids: list[Any],
+        k: int = 10,
+        filter: dict[str, Any] | None = None,
+        exclude_seen: bool = True,
+        *,
+        diversity: float | None = None,
+        explain_results: bool = True,
+    ) -> dict[str, Results]:
+        """`recommend` for many users (e.g. to export every user's top-k): {user id: results}.
+        The filter is checked once; each user is answered as `recommend` would."""
+        self._filter(filter)  # a bad filter fails before any work
+        return {
+            canonical_id(u, "user_id"): self.recommend(u, k, filter, exclude_seen, diversity=diversity, explain_results=explain_results)
+            for u in user_ids
+        }
+
     def search(self, text: str, k: int = 10, filter: dict[str, Any] | None = None, *, diversity: float | None = None) -> Results:
         """Items closest to a free text (e.g. "quiet wireless earphones"), by text alone."""
-        if not isinstance(text, str) or not text.strip():
-            raise ConfigError(f"search text {text!r} is empty; expected words describing items.")
+        text = clean_query_text(text)
         query = self.layout.query(self.encoder.encode_query(text))
         return self._rank(query, self._check_k(k), self._filter(filter), diversity, None)
 
@@ -578,6 +642,7 @@ class Recommender:
             return apply
 
         profiles, applied = self._update_users({uid: applier(evs) for uid, evs in by_user.items()})
+        self._log_change({"op": "events", "events": [e.model_dump() for evs in by_user.values() for e in evs]})
         recorded = sum(applied.values())
         duplicates = len(events) - skipped - recorded
         return profiles, RecordReport(recorded, len(by_user), duplicates, skipped)
@@ -796,6 +861,9 @@ class Recommender:
             for field_name, kind in _USER_INDEXES.items():
                 if field_name not in known:
                     self.store.create_payload_index(USERS, field_name, kind)
+        notice = getattr(self.store, "take_erasure_notice", None)
+        if notice is not None and notice() and self.store.has_collection(ITEMS):
+            self._recount_popularity([h.payload["item_id"] for h in self.store.scroll(ITEMS)])
         unfinished = list(self.store.scroll(USERS, filter=Filter([Condition(PENDING, "nonempty")])))
         if not unfinished:
             return
@@ -835,14 +903,15 @@ class Recommender:
     def _filter(self, spec: dict[str, Any] | None):
         flt = parse_filter(spec, _FILTER_ALIASES)
         if flt.must and self.store.has_collection(ITEMS):
-            known = self.store.payload_indexes(ITEMS)
-            unknown = [c.field for c in flt.must if c.field not in known]
+            kinds = self.store.payload_index_kinds(ITEMS)
+            unknown = [c.field for c in flt.must if c.field not in kinds]
             if unknown:
-                names = sorted({"category", *known} - {"category_levels", "item_id"})
+                names = sorted({"category", *kinds} - {"category_levels", "item_id", *STORE_MANAGED_KEYS})
                 raise ConfigError(
                     f"Cannot filter on {unknown[0]!r}: it is not a catalog field. Filterable "
                     f"fields: {', '.join(names)}."
                 )
+            flt.must = [_typed_condition(c, kinds[c.field]) for c in flt.must]
         return flt
 
     def _ensure_collection(self, name: str) -> None:
@@ -904,6 +973,14 @@ class Recommender:
             )
 
 
+def _users_of(entry: dict[str, Any]) -> set[str]:
+    """The user point ids a change-log entry writes."""
+    users = {e["user_id"] for e in entry.get("events", [])}
+    if "user_id" in entry:
+        users.add(entry["user_id"])
+    return {point_id("user", u) for u in users}
+
+
 class _Locks:
     """Several locks held together (acquired in the given order, released in reverse)."""
 
@@ -940,6 +1017,27 @@ def _same_revision(revisions: list[str | None]) -> Filter:
 def _backoff() -> None:
     """A short random pause before retrying a write another writer won."""
     time.sleep(random.uniform(0.0005, 0.005))
+
+
+def _typed_condition(condition: Condition, kind: str | None) -> Condition:
+    """Check a filter condition against the kind of values its field holds (None: unknown);
+    an exact number on a float field becomes a one-point range (engines match floats by range)."""
+    name = {"category_levels": "category"}.get(condition.field, condition.field)
+    values = condition.value if condition.op == "any" else [condition.value]
+    if kind is None or condition.op == "range" and kind in ("integer", "float"):
+        return condition
+    expected = {"keyword": (str,), "integer": (int,), "float": (int, float), "bool": (bool,)}[kind]
+    if condition.op == "range" or not all(isinstance(v, expected) and (kind == "bool") == isinstance(v, bool) for v in values):
+        example = {"keyword": "'text'", "integer": "3 or {'gte': 1, 'lt': 5}", "float": "{'gte': 10, 'lt': 50}", "bool": "true"}[kind]
+        raise ConfigError(
+            f"filter on {name!r} has {'a range' if condition.op == 'range' else 'value ' + repr(condition.value)}, "
+            f"but {name!r} holds {kind} values; use a {kind} value such as {example}."
+        )
+    if kind == "float" and condition.op == "eq":
+        return Condition(condition.field, "range", {"gte": float(condition.value), "lte": float(condition.value)})
+    if kind == "float" and condition.op == "any":
+        raise ConfigError(f"filter on {name!r} lists numbers {condition.value!r}; a float field takes a range, e.g. {{'gte': 10, 'lt': 50}}.")
+    return condition
 
 
 def _index_kind(value: Any) -> str:

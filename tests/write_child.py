@@ -78,11 +78,15 @@ def crash_trial(base, workdir, op: str, seed: int, delay: float) -> dict:
 
     store = Path(workdir) / f"{op}-{seed}"
     shutil.copytree(base, store)
-    child = subprocess.Popen(
-        [sys.executable, __file__, str(store), op, str(seed)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )
-    assert json.loads(child.stdout.readline()) == {"ready": {}}
+    errors = store.with_suffix(".stderr")
+    with open(errors, "w") as stderr:
+        child = subprocess.Popen(
+            [sys.executable, __file__, str(store), op, str(seed)], stdout=subprocess.PIPE, stderr=stderr, text=True
+        )
+    first = child.stdout.readline()
+    if not first.startswith('{"ready"'):
+        child.kill()
+        raise RuntimeError(f"the writer child did not start: {first!r} {errors.read_text()[-2000:]}")
     time.sleep(delay)
     os.kill(child.pid, signal.SIGKILL)
     child.wait()

@@ -28,8 +28,9 @@ from ..catalog import Item, load_catalog, write_rejects
 from ..encoders import Encoder, ModelFingerprint, load_encoder
 from ..errors import ConfigError, SemrecError
 from ..profiles import UserProfile
-from ..recommender import ITEMS, Recommender, RecommenderConfig
+from ..recommender import ERASING, ITEMS, USERS, Recommender, RecommenderConfig
 from ..store import point_id
+from ..store.edge import begin_rebuild, end_rebuild
 from .plan import Mode, Plan, make_plan
 from .state import State, chunked, stored_row
 from .upload import UploadConfig, UploadingStore
@@ -197,7 +198,7 @@ def _run(target, items, mode, encoder, config, batch_size, upload, progress, sam
         summary.encoded = _apply(plan, rec, writer, state, batch_size, progress)
         summary.upserted = writer.upserted
         if blue_green:
-            summary.users = _rebuild_users(target, live, rec, batch_size, progress)
+            summary.users = _rebuild_users(target, version, live, rec, store, batch_size, progress)
             _check(rec, items, sample_queries)
             state.set_meta("status", "complete")
     finally:
@@ -205,6 +206,8 @@ def _run(target, items, mode, encoder, config, batch_size, upload, progress, sam
         target.release(store)
     if blue_green:
         target.switch(version)
+        if isinstance(target, EdgeTarget):
+            end_rebuild(target.root)  # writers on the old version now follow the moved pointer
         summary.switched = True
     summary.removed_versions = target.cleanup()
 
@@ -304,17 +307,31 @@ def _durable(store) -> None:
         flush()
 
 
-def _rebuild_users(target, live: str | None, rec: Recommender, batch_size: int, progress: Progress | None) -> int:
+def _rebuild_users(target, version: str, live: str | None, rec: Recommender, store, batch_size: int, progress: Progress | None) -> int:
     """Users of the live version, with vectors recomputed by the new model from their profiles
-    (summary text re-encoded, history pooled from the new item vectors); popularity recomputed."""
+    (summary text re-encoded, history pooled from the new item vectors); popularity recomputed.
+
+    On the embedded store, serving processes log their user writes for the new version from
+    the moment before the live users are read; the log is replayed here before the switch and
+    by each process that opens the new version (replays are idempotent), so no event recorded
+    during the rebuild is lost. Erased users are not carried over."""
     if live is None:
         return 0
-    profiles = [UserProfile.model_validate(p) for p in target.read_profiles(live)]
+    erased: set[str] = set()
+    if isinstance(target, EdgeTarget):
+        begin_rebuild(target.root, version)
+        erased = store.erased(USERS)
+    profiles = [
+        UserProfile.model_validate(p)
+        for p in target.read_profiles(live)
+        if point_id("user", p["user_id"]) not in erased and not p.get(ERASING)
+    ]
     for done, chunk in enumerate(chunked(profiles, batch_size), 1):
         rec.save_profiles(chunk)  # popularity is recounted from the stored users
         _tick(progress, "users", min(done * batch_size, len(profiles)), len(profiles))
     if profiles and rec.layout.hybrid:
         rec.fit_collaborative()  # the collaborative parts of the new version, from the same users
+    rec.replay_changes()
     _durable(rec.store)
     return len(profiles)
 

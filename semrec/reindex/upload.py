@@ -128,13 +128,15 @@ class UploadingStore:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    def upsert(self, name: str, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict]) -> None:
+    def upsert(self, name: str, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict], **conditions: Any) -> None:
+        """`conditions`: the store's `only_if` and `mode` (a conditional write retried after a
+        lost acknowledgement is skipped by the store: its condition no longer holds)."""
         vectors = np.asarray(vectors, dtype=np.float32)
         slices = list(byte_batches(vectors, payloads, self.config.max_points, self.config.max_bytes))
 
         def send(part: slice) -> None:
             with_retries(
-                lambda: self.inner.upsert(name, list(ids[part]), vectors[part], list(payloads[part])),
+                lambda: self.inner.upsert(name, list(ids[part]), vectors[part], list(payloads[part]), **conditions),
                 self.config,
                 f"upsert of {part.stop - part.start} points to {name!r}",
             )
@@ -147,8 +149,8 @@ class UploadingStore:
                 future.result()  # every stream acknowledged (or the first error raised)
         self.upserted += len(ids)
 
-    def set_payload(self, name: str, ids: Sequence[str], payload: dict[str, Any]) -> None:
-        with_retries(lambda: self.inner.set_payload(name, ids, payload), self.config, f"set_payload on {name!r}")
+    def set_payload(self, name: str, ids: Sequence[str], payload: dict[str, Any], **conditions: Any) -> None:
+        with_retries(lambda: self.inner.set_payload(name, ids, payload, **conditions), self.config, f"set_payload on {name!r}")
 
     def delete(self, name: str, ids: Sequence[str]) -> None:
         with_retries(lambda: self.inner.delete(name, ids), self.config, f"delete from {name!r}")

@@ -10,7 +10,9 @@ are switched in one `update_collection_aliases` call (atomic on the server). The
 version is recorded in the live items collection's metadata (`semrec_previous`).
 
 Both keep the previous version for `rollback()`; `cleanup()` never deletes a version that a
-pointer or alias names (nor, embedded, one still opened by a reader).
+pointer or alias names (nor, embedded, one still opened by a reader). Embedded, a missing or
+damaged `CURRENT` stops every job with a `StateFileError` before anything is written or deleted:
+a folder whose versions lost their pointer is never taken for an empty store.
 """
 
 from __future__ import annotations
@@ -26,14 +28,33 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import ConfigError, StoreLockedError
-from ..files import FolderLock, atomic_write_json, read_json, store_folder
-from ..store.edge import LEGACY_VERSION, POINTER_FILE, VERSIONS_DIR, EdgeStore, read_pointer, version_path
+from ..files import (
+    LEGACY_VERSION,
+    META_FILE,
+    POINTER_FILE,
+    FolderLock,
+    StateFileError,
+    atomic_write_json,
+    atomic_write_text,
+    live_version_folder,
+    missing_pointer_error,
+    read_pointer,
+    read_store_meta,
+    store_folder,
+    version_ids,
+    version_path,
+)
+from ..store.edge import EdgeStore
 from ..store.qdrant import QdrantStore
+from .state import read_status
 
 log = logging.getLogger(__name__)
 
 ITEMS, USERS = "items", "users"
 STATE_FILE = "reindex-state.sqlite"
+#: In a version folder a re-index opened to build: it was never switched to, so a missing CURRENT
+#: says nothing about it (the switch removes the file).
+BUILD_MARKER = "BUILDING"
 _VERSION = re.compile(r"^v(\d{4,})$")
 
 
@@ -89,19 +110,44 @@ class EdgeTarget:
         return read_pointer(self.root)
 
     def live(self) -> str | None:
+        """The live version: CURRENT's, else "." for a plain store with data, else None (empty).
+
+        Raises:
+            StateFileError: CURRENT is damaged or names no complete version, or is missing while
+                a version that may have been live (any but an unswitched build) is in versions/.
+        """
+        return self._live()
+
+    def _live(self, building: str | None = None) -> str | None:
         pointer = self.pointer()
         if pointer:
+            live_version_folder(self.root, pointer["version"])  # it exists and holds a store
             return pointer["version"]
-        meta = read_json(self.root / "semrec.json", {"collections": {}})
-        return LEGACY_VERSION if meta.get("collections") else None
+        if any(self._may_have_been_live(v) for v in self.versions() if v != building):
+            raise missing_pointer_error(self.root)
+        meta = read_store_meta(self.root)
+        return LEGACY_VERSION if meta["collections"] else None
+
+    def _may_have_been_live(self, version: str) -> bool:
+        """False only for what a build leaves before its switch: a folder with no data yet, or
+        one marked as a build (`BUILD_MARKER`, or a state that says "building"); a damaged
+        state counts as live."""
+        path = version_path(self.root, version)
+        if (path / BUILD_MARKER).exists():
+            return False
+        if not (path / META_FILE).exists() and not any(p.is_dir() for p in path.iterdir()):
+            return False
+        try:
+            return read_status(path / STATE_FILE) != "building"
+        except StateFileError:
+            return True
 
     def previous(self) -> str | None:
         pointer = self.pointer()
         return pointer.get("previous") if pointer else None
 
     def versions(self) -> list[str]:
-        folder = self.root / VERSIONS_DIR
-        return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+        return version_ids(self.root)
 
     def new_version(self) -> str:
         return _next_id(self.versions())
@@ -110,16 +156,19 @@ class EdgeTarget:
         return version_path(self.root, version) / STATE_FILE
 
     def open(self, version: str) -> EdgeStore:
-        """Open one version's folder (taking its lock; `StoreLockedError` if a reader holds it)."""
+        """Open one version's folder (taking its lock; `StoreLockedError` if a reader holds it).
+        Any version but the live one is marked as a build until it is switched to."""
         path = version_path(self.root, version)
         path.mkdir(parents=True, exist_ok=True)
+        if version != self._live(building=version) and not (path / BUILD_MARKER).exists():
+            atomic_write_text(path / BUILD_MARKER, "A re-index builds this version; switching to it removes this file.\n")
         return EdgeStore(path)
 
     def release(self, store: Any) -> None:
         store.close()
 
     def collection_metadata(self, version: str, name: str = ITEMS) -> dict[str, Any] | None:
-        meta = read_json(version_path(self.root, version) / "semrec.json", {"collections": {}})
+        meta = read_store_meta(version_path(self.root, version))
         entry = meta["collections"].get(name)
         return dict(entry["metadata"]) if entry else None
 
@@ -140,18 +189,26 @@ class EdgeTarget:
 
     def switch(self, version: str) -> None:
         """Make `version` live: CURRENT is replaced atomically (write, fsync, rename)."""
-        live = self.live()
+        if not (version_path(self.root, version) / META_FILE).is_file():
+            raise ConfigError(
+                f"Version {version!r} of store {str(self.root)!r} holds no {META_FILE} (it is not "
+                "a complete store folder), so CURRENT is not pointed at it."
+            )
+        live = self._live(building=version)
         atomic_write_json(
             self.root / POINTER_FILE,
             {"version": version, "previous": live if live != version else self.previous(), "switched_at": _now()},
         )
+        (version_path(self.root, version) / BUILD_MARKER).unlink(missing_ok=True)
         log.info("store %s: version %s is live (previous %s)", self.root, version, live)
 
     def rollback(self) -> str:
         """Make the previous version live again (the current one becomes the previous)."""
         pointer = self.pointer()
+        if pointer is None:
+            self.live()  # CURRENT lost while versions exist: StateFileError, not "nothing to roll back"
         previous = pointer.get("previous") if pointer else None
-        if not previous or not version_path(self.root, previous).is_dir():
+        if not previous or not (version_path(self.root, previous) / META_FILE).is_file():
             raise ConfigError(
                 f"Store {str(self.root)!r} has no previous version to roll back to "
                 f"(CURRENT: {pointer}). A rollback needs a completed blue-green re-index first."
@@ -162,9 +219,19 @@ class EdgeTarget:
         return previous
 
     def cleanup(self, keep: set[str] = frozenset()) -> list[str]:
-        """Delete versions that no pointer names and no reader holds; returns those deleted."""
-        pointer = self.pointer() or {}
-        protected = {pointer.get("version"), pointer.get("previous"), *keep}
+        """Delete versions that no pointer names and no reader holds; returns those deleted.
+
+        Deletes nothing unless CURRENT is readable and names a complete version: without a
+        pointer no version is known to be unused (`StateFileError` when one may hold data).
+        """
+        pointer = self.pointer()
+        if pointer is None:
+            self.live()  # raises when a version may hold data
+            return []
+        live_version_folder(self.root, pointer["version"])
+        protected = {pointer["version"], pointer.get("previous"), *keep}
+        for version in protected & set(self.versions()):  # a marker a crash left after a switch
+            (version_path(self.root, version) / BUILD_MARKER).unlink(missing_ok=True)
         removed = []
         for version in self.versions():
             if version in protected:

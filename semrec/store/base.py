@@ -183,7 +183,7 @@ def parse_filter(spec: dict[str, Any] | None, field_aliases: dict[str, str] | No
 def _short(value: Any, limit: int = 80) -> str:
     try:
         text = repr(value)
-    except Exception:  # e.g. an int too long to print
+    except Exception:  # noqa: BLE001 - an int too long to print, a broken __repr__
         return f"<{type(value).__name__}>"
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
@@ -266,6 +266,9 @@ class VectorStore(Protocol):
         """Index a payload field for filtering (idempotent); call before bulk loads."""
 
     def payload_indexes(self, name: str) -> set[str]: ...
+
+    def payload_index_kinds(self, name: str) -> dict[str, IndexKind | None]:
+        """Indexed fields and the kind of values each holds (None where not recorded)."""
 
     def upsert(
         self,

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
+import json
 import logging
+import os
+import shutil
 import threading
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import qdrant_edge as qe
@@ -24,6 +28,16 @@ _META_FILE = "semrec.json"
 POINTER_FILE = "CURRENT"
 VERSIONS_DIR = "versions"
 LEGACY_VERSION = "."
+#: At the store folder: the point ids erased from each collection (ids, never the user ids they
+#: were made from). Every version honours it when opened, so a rollback or a re-index never
+#: brings an erased user back.
+ERASED_FILE = "erased.json"
+#: At the store folder while a blue-green rebuild runs: {"version": the version being built}.
+REBUILD_FILE = "REBUILDING"
+#: At the store folder: `<version>.jsonl`, user writes made to an older version while (or after)
+#: `<version>` was built from it; replayed into `<version>` when it is opened (writes are
+#: idempotent, so replaying twice is harmless).
+CHANGES_DIR = "changes"
 # qdrant-edge-py 0.9.0 never matches a bool value (MatchValue(True) finds nothing, indexed or
 # not), so indexed bool fields are stored as 0/1 integers and turned back into bools on read.
 _UPDATE_MODES = {"upsert": None, "insert_only": qe.UpdateMode.InsertOnly, "update_only": qe.UpdateMode.UpdateOnly}
@@ -68,6 +82,9 @@ class EdgeStore:
         #: threads share one store, and a shard must be opened once (a second open of the same
         #: folder fails in the engine).
         self._guard = threading.RLock()
+        for name in list(self._meta["collections"]):
+            _finish_rewrite(self.path / name)
+        self._apply_erasures()
 
     def refresh(self) -> bool:
         """Follow a blue-green switch: reopen on the version `CURRENT` now names.
@@ -99,8 +116,166 @@ class EdgeStore:
         for shard in old_shards.values():
             shard.close()
         old_lock.release()
+        self._apply_erasures()
         log.info("store %s switched to version %s", self.root, self.version)
         return True
+
+    @property
+    def store_root(self) -> Path:
+        """The store folder (the parent of `versions/` when this is one version's folder)."""
+        if self.path.parent.name == VERSIONS_DIR:
+            return self.path.parent.parent
+        return self.root
+
+    # erasure -----------------------------------------------------------------------------------
+    def erase(self, name: str, ids: Sequence[str]) -> None:
+        """Delete points so that no file of the store keeps them: recorded as erased (every
+        version deletes them when opened), deleted here, the collection rewritten (the engine's
+        write-ahead log and segments still hold deleted points), and the same done in every
+        other version that no process holds open (one that is held does it when opened)."""
+        if not ids:
+            return
+        erased_path = self.store_root / ERASED_FILE
+        with self._guard:
+            erased = read_json(erased_path, {})
+            erased[name] = sorted({*erased.get(name, []), *ids})
+            atomic_write_json(erased_path, erased)
+            self.delete(name, ids)
+            self.rewrite(name)
+        for folder in _version_folders(self.store_root):
+            if folder.resolve() == self.path.resolve():
+                continue
+            try:
+                other = EdgeStore(folder)  # applies the erasures as it opens
+            except StoreLockedError:
+                continue
+            other.close()
+
+    def rewrite(self, name: str) -> None:
+        """Copy a collection's live points into a fresh shard and replace the old one (so that
+        deleted points leave its files). Crash-safe: an interrupted rewrite is finished or
+        undone when the store opens."""
+        with self._guard:
+            shard = self._shard(name)
+            entry = self._meta["collections"][name]
+            target = self.path / f"{name}{_REWRITE_SUFFIX}"
+            shutil.rmtree(target, ignore_errors=True)
+            config = qe.EdgeConfig(vectors={VECTOR: qe.EdgeVectorParams(size=entry["dim"], distance=qe.Distance.Dot)})
+            fresh = qe.EdgeShard.create(str(target), config)
+            for field_name, kind in entry["indexes"].items():
+                fresh.update(qe.UpdateOperation.create_field_index(field_name, _INDEX_TYPES[kind]))
+            offset = None
+            while True:
+                records, offset = shard.scroll(
+                    qe.ScrollRequest(offset=offset, limit=1000, with_payload=True, with_vector=[VECTOR])
+                )
+                if records:
+                    points = [qe.Point(str(r.id), r.vector, r.payload) for r in records]
+                    fresh.update(qe.UpdateOperation.upsert_points(points))
+                if offset is None:
+                    break
+            fresh.optimize()
+            fresh.flush()
+            fresh.close()
+            shard.close()
+            del self._shards[name]
+            live, old = self.path / name, self.path / f"{name}{_REPLACED_SUFFIX}"
+            os.replace(live, old)
+            os.replace(target, live)
+            _fsync_dir(self.path)
+            shutil.rmtree(old)
+            self._counts.pop(name, None)
+
+    def _apply_erasures(self) -> None:
+        erased = read_json(self.store_root / ERASED_FILE, {})
+        for name, ids in erased.items():
+            if not self.has_collection(name) or not ids:
+                continue
+            present = [h.id for h in self.retrieve(name, ids, with_payload=False)]
+            if present:
+                log.info("erasing %d points recorded as erased from %s/%s", len(present), self.path, name)
+                self.delete(name, present)
+                self.rewrite(name)
+                with self._guard:
+                    self._meta["erased_since_open"] = True  # figures derived from them are stale
+                    self._save_meta()
+
+    def take_erasure_notice(self) -> bool:
+        """True (once) when erasures recorded elsewhere were applied to this version since its
+        owner last asked: what was derived from the erased points (e.g. counts) needs redoing."""
+        with self._guard:
+            if not self._meta.pop("erased_since_open", False):
+                return False
+            self._save_meta()
+            return True
+
+    def erased(self, name: str) -> set[str]:
+        """The point ids recorded as erased from a collection."""
+        return set(read_json(self.store_root / ERASED_FILE, {}).get(name, []))
+
+    # changes made during a rebuild -------------------------------------------------------------
+    def rebuild_target(self) -> str | None:
+        """The version that writes here must also reach: the one a running rebuild is building,
+        or the live one when this process still serves an older version (None otherwise).
+        Costs two `stat` calls when no rebuild runs."""
+        root = self.store_root
+        marker = root / REBUILD_FILE
+        if marker.exists():
+            version = read_json(marker, {}).get("version")
+            return None if version == self.path.name else version  # writes to the new one itself
+        if self.version is not None and _stamp(root / POINTER_FILE) != self._pointer_stamp:
+            pointer = read_pointer(root)
+            if pointer and pointer["version"] != self.version:
+                return pointer["version"]
+        return None
+
+    def log_change(self, version: str, entry: dict[str, Any]) -> None:
+        """Append a user write to the change log of `version` (durable before returning)."""
+        folder = self.store_root / CHANGES_DIR
+        folder.mkdir(exist_ok=True)
+        line = json.dumps(entry, ensure_ascii=False) + "\n"
+        with self._guard, open(folder / f"{version}.jsonl", "a", encoding="utf-8") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def replay_changes(self, apply: Callable[[list[dict[str, Any]]], None]) -> int:
+        """Pass the user writes made to an older version for this one (see `CHANGES_DIR`) to
+        `apply`, then empty the log; writers wait meanwhile (a lock on the log). Returns how
+        many entries were replayed."""
+        path = self.store_root / CHANGES_DIR / f"{self.path.name}.jsonl"
+        if self.path.parent.name != VERSIONS_DIR or not path.exists():
+            return 0
+        with open(path, "r+", encoding="utf-8") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            entries = []
+            for line in handle.read().splitlines():
+                try:
+                    entries.append(json.loads(line))
+                except json.JSONDecodeError:
+                    log.warning("skipping a torn line in %s (a write cut short by a crash)", path)
+            if entries:
+                apply(entries)
+            handle.seek(0)
+            handle.truncate()
+            os.fsync(handle.fileno())
+        return len(entries)
+
+    def scrub_changes(self, keep: Callable[[dict[str, Any]], bool]) -> None:
+        """Rewrite every change log without the entries `keep` refuses (erasure)."""
+        folder = self.store_root / CHANGES_DIR
+        for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
+            with open(path, "r+", encoding="utf-8") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                lines = handle.read().splitlines()
+                kept = [line for line in lines if _parses_and_keeps(line, keep)]
+                if len(kept) != len(lines):
+                    handle.seek(0)
+                    handle.truncate()
+                    handle.write("".join(line + "\n" for line in kept))
+                    handle.flush()
+                    os.fsync(handle.fileno())
 
     def flush(self) -> None:
         """Make every acknowledged write durable (before a job records it as done)."""
@@ -135,6 +310,9 @@ class EdgeStore:
 
     def payload_indexes(self, name: str) -> set[str]:
         return set(self._meta["collections"][name]["indexes"])
+
+    def payload_index_kinds(self, name: str) -> dict[str, IndexKind | None]:
+        return dict(self._meta["collections"][name]["indexes"])
 
     # points ------------------------------------------------------------------------------------
     def upsert(
@@ -288,6 +466,62 @@ class EdgeStore:
 
     def _save_meta(self) -> None:
         atomic_write_json(self.path / _META_FILE, self._meta)
+
+
+_REWRITE_SUFFIX = ".rewrite"
+_REPLACED_SUFFIX = ".replaced"
+
+
+def _finish_rewrite(live: Path) -> None:
+    """Finish or undo a collection rewrite cut short by a crash (see `EdgeStore.rewrite`)."""
+    target = live.with_name(live.name + _REWRITE_SUFFIX)
+    old = live.with_name(live.name + _REPLACED_SUFFIX)
+    if old.exists() and not live.exists():
+        if target.exists():
+            os.replace(target, live)  # the fresh copy was complete: it was about to be renamed
+        else:
+            os.replace(old, live)
+    shutil.rmtree(target, ignore_errors=True)
+    if live.exists():
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _parses_and_keeps(line: str, keep: Callable[[dict[str, Any]], bool]) -> bool:
+    try:
+        return keep(json.loads(line))
+    except json.JSONDecodeError:
+        return False
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _version_folders(root: Path) -> list[Path]:
+    """Every store folder under `root`: its versions, and `root` itself when it holds a store."""
+    folders = sorted(p for p in (root / VERSIONS_DIR).iterdir() if p.is_dir()) if (root / VERSIONS_DIR).is_dir() else []
+    return folders + ([root] if (root / _META_FILE).exists() else [])
+
+
+def begin_rebuild(root: str | Path, version: str) -> None:
+    """Announce that `version` is being built from the live one: from now on, serving processes
+    also log their user writes for it (see `CHANGES_DIR`). Call before reading the live users."""
+    atomic_write_json(Path(root) / REBUILD_FILE, {"version": version})
+
+
+def end_rebuild(root: str | Path) -> None:
+    """After the switch: writers still on the old version notice the moved pointer instead."""
+    Path(root, REBUILD_FILE).unlink(missing_ok=True)
+
+
+def is_store(path: str | Path) -> bool:
+    """Whether a folder holds an embedded store (plain or versioned)."""
+    path = Path(path)
+    return (path / _META_FILE).is_file() or (path / POINTER_FILE).is_file() or (path / VERSIONS_DIR).is_dir()
 
 
 def read_pointer(root: str | Path) -> dict[str, Any] | None:

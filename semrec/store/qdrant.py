@@ -54,7 +54,7 @@ class QdrantStore:
             if url == ":memory:":
                 client = QdrantClient(location=":memory:")
             elif url.startswith(("http://", "https://")):
-                client = QdrantClient(url=url, api_key=api_key, timeout=int(timeout))
+                client = QdrantClient(url=url, api_key=api_key, timeout=timeout)
             else:
                 client = QdrantClient(path=url)  # local mode on disk (tests only)
         self.client = client
@@ -118,10 +118,16 @@ class QdrantStore:
             self.client.create_payload_index(self._name(name), field_name, _SCHEMAS[kind], wait=True)
         meta = self.collection_metadata(name)
         meta["payload_indexes"] = sorted({*meta.get("payload_indexes", []), field_name})
+        meta["payload_index_kinds"] = {**meta.get("payload_index_kinds", {}), field_name: kind}
         self.client.update_collection(self._name(name), metadata=meta)
 
     def payload_indexes(self, name: str) -> set[str]:
         return set(self.collection_metadata(name).get("payload_indexes", []))
+
+    def payload_index_kinds(self, name: str) -> dict[str, IndexKind | None]:
+        meta = self.collection_metadata(name)
+        kinds = meta.get("payload_index_kinds", {})
+        return {f: kinds.get(f) for f in meta.get("payload_indexes", [])}
 
     # points ------------------------------------------------------------------------------------
     def upsert(
@@ -162,6 +168,15 @@ class QdrantStore:
         if ids:
             self.client.delete(self._name(name), points_selector=list(ids), wait=True)
             self._counts.pop(name, None)
+
+    def erase(self, name: str, ids: Sequence[str]) -> None:
+        """Delete points from this collection and from every version of it on the server (the
+        server's own write-ahead log and segments drop them as it compacts)."""
+        head = f"{self.prefix}_{name}"
+        for collection in self.client.get_collections().collections:
+            if collection.name == head or collection.name.startswith(head + "_v"):
+                self.client.delete(collection.name, points_selector=list(ids), wait=True)
+        self._counts.pop(name, None)
 
     def retrieve(
         self, name: str, ids: Sequence[str], with_vectors: bool = False, with_payload: bool = True
