@@ -25,6 +25,7 @@ _EXPORTS = {
         "ModelMismatchError",
         "NotIndexedError",
         "SemrecError",
+        "StateFileError",
         "StoreLockedError",
         "UnknownUserError",
     ),
@@ -53,6 +54,7 @@ if TYPE_CHECKING:  # what static tools see
         ModelMismatchError,
         NotIndexedError,
         SemrecError,
+        StateFileError,
         StoreLockedError,
         UnknownUserError,
     )
@@ -94,6 +96,7 @@ __all__ = [
     "Reject",
     "Results",
     "SemrecError",
+    "StateFileError",
     "StoreLockedError",
     "UnknownUserError",
     "UserProfile",

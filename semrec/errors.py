@@ -11,6 +11,11 @@ class ConfigError(SemrecError, ValueError):
     """An argument or setting has a value semrec cannot use."""
 
 
+class StateFileError(ConfigError):
+    """A store's state file (`CURRENT`, `semrec.json`, `reindex-state.sqlite`, ...) is missing,
+    unreadable or malformed; the message names the file, what is wrong and the repair."""
+
+
 class CatalogError(SemrecError, ValueError):
     """A catalog as a whole cannot be read (missing column, unreadable file)."""
 

@@ -13,9 +13,9 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from .errors import ConfigError, StoreLockedError
+from .errors import ConfigError, StoreLockedError, StateFileError
 
 #: `CURRENT` (JSON: {"version": id, "previous": id}) names the live folder under `versions/<id>/`;
 #: the id "." names the store folder itself (a store indexed before it was versioned).
@@ -27,17 +27,6 @@ VERSION_ID = re.compile(r"^v\d{4,}$")
 _COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 #: What a Qdrant Edge shard folder holds (any one is enough to call a folder a shard).
 _SHARD_MARKERS = ("edge_config.json", "segments", "wal")
-
-
-class StateFileError(ConfigError):
-    """A store's state file (`CURRENT`, `semrec.json`, `reindex-state.sqlite`) is missing,
-    unreadable or malformed; the message names the file, what is wrong and the repair.
-
-    Example:
-        >>> read_pointer("shop-store")  # CURRENT truncated by a full disk
-        Traceback (most recent call last):
-        StateFileError: 'shop-store/CURRENT' is not valid JSON (...). Restore it from a backup, ...
-    """
 
 
 def store_folder(path: str | Path) -> Path:
@@ -76,12 +65,12 @@ def read_json(path: str | Path, default: Any = None) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def read_state_json(path: str | Path, repair: str) -> Any:
+def read_state_json(path: str | Path, repair: Callable[[], str]) -> Any:
     """The JSON value in a state file, or None when the file is absent.
 
     Raises:
         StateFileError: the file cannot be read, is not UTF-8 text or not JSON; the message
-            names the file and ends with `repair`.
+            names the file and ends with `repair()`.
     """
     path = Path(path)
     try:
@@ -89,18 +78,18 @@ def read_state_json(path: str | Path, repair: str) -> Any:
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise StateFileError(f"{str(path)!r} is unreadable ({exc.strerror or exc}). {repair}") from None
-    if not raw.strip():
-        raise StateFileError(f"{str(path)!r} is empty (a truncated write?). {repair}")
-    try:
-        return json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise StateFileError(f"{str(path)!r} is not UTF-8 text (its bytes are damaged). {repair}") from None
-    except json.JSONDecodeError as exc:
-        raise StateFileError(
-            f"{str(path)!r} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}; "
-            f"truncated or damaged). {repair}"
-        ) from None
+        problem = f"is unreadable ({exc.strerror or exc})"
+    else:
+        try:
+            return json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            problem = "is not UTF-8 text (its bytes are damaged)"
+        except json.JSONDecodeError as exc:
+            problem = (
+                "is empty (a truncated write?)" if not raw.strip() else
+                f"is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}; truncated or damaged)"
+            )
+    raise StateFileError(f"{str(path)!r} {problem}. {repair()}")
 
 
 def version_path(root: str | Path, version: str) -> Path:
@@ -160,33 +149,33 @@ def read_pointer(root: str | Path) -> dict[str, Any] | None:
     """
     root = Path(root)
     path = root / POINTER_FILE
-    repair = pointer_repair(root)
-    pointer = read_state_json(path, repair)
+    pointer = read_state_json(path, lambda: pointer_repair(root))
     if pointer is None:
         return None
+    problem = _pointer_problem(pointer)
+    if problem:
+        raise StateFileError(f"{str(path)!r} {problem}. {pointer_repair(root)}")
+    return pointer
+
+
+def _pointer_problem(pointer: Any) -> str | None:
+    """What is wrong with the structure of a `CURRENT` value, or None."""
     if not isinstance(pointer, dict):
-        raise StateFileError(
-            f"{str(path)!r} holds a JSON {type(pointer).__name__}; expected an object "
-            f"{{\"version\": ..., \"previous\": ...}}. {repair}"
-        )
+        return f'holds a JSON {type(pointer).__name__}; expected an object {{"version": ..., "previous": ...}}'
     if "version" not in pointer:
-        raise StateFileError(f"{str(path)!r} has no \"version\" key (it names no live version). {repair}")
+        return 'has no "version" key (it names no live version)'
     for key in ("version", "previous"):
         value = pointer.get(key)
         if value is None and key == "previous":
             continue
         if not isinstance(value, str):
-            raise StateFileError(
-                f"{str(path)!r} has {key!r} = {value!r} ({type(value).__name__}); expected a str, "
-                f"\".\" or v0001, v0002, .... {repair}"
-            )
+            return f'has {key!r} = {value!r} ({type(value).__name__}); expected a str, "." or v0001, v0002, ...'
         if value != LEGACY_VERSION and not VERSION_ID.match(value):
-            raise StateFileError(
-                f"{str(path)!r} has {key!r} = {value!r}, which is not a version id (\".\" or v0001, "
-                f"v0002, ...); a version is a folder under {VERSIONS_DIR}/ and never outside the store. "
-                f"{repair}"
+            return (
+                f'has {key!r} = {value!r}, which is not a version id ("." or v0001, v0002, ...); a '
+                f"version is a folder under {VERSIONS_DIR}/, never outside the store"
             )
-    return pointer
+    return None
 
 
 def live_version_folder(root: str | Path, version: str) -> Path:
@@ -219,8 +208,8 @@ def live_folder(root: str | Path) -> tuple[str | None, Path]:
 
     Raises:
         StateFileError: `CURRENT` is damaged, or missing although `versions/` holds versions
-            (and the folder itself holds no store), or names a version without `semrec.json`.
-        ConfigError: `CURRENT` names a version folder that is missing.
+            (and the folder itself holds no store), or names a version that is missing or has
+            no `semrec.json`.
     """
     root = Path(root)
     pointer = read_pointer(root)
@@ -263,7 +252,7 @@ def read_store_meta(folder: str | Path) -> dict[str, Any]:
     """
     folder = Path(folder)
     path = folder / META_FILE
-    meta = read_state_json(path, _meta_repair(folder))
+    meta = read_state_json(path, lambda: _meta_repair(folder))
     shards = shard_folders(folder)
     if meta is None:
         if shards:
@@ -273,7 +262,9 @@ def read_store_meta(folder: str | Path) -> dict[str, Any]:
             )
         return {"collections": {}}
     problem = _meta_problem(meta)
-    unlisted = [name for name in shards if problem is None and name not in meta["collections"]]
+    # `<name>.<suffix>/` beside a listed collection is that collection's own work (a rewrite)
+    listed = meta["collections"] if problem is None else {}
+    unlisted = [n for n in shards if problem is None and n not in listed and n.split(".")[0] not in listed]
     if unlisted:
         problem = f"does not list the collection data in {', '.join(f'{n}/' for n in unlisted)}"
     if problem:

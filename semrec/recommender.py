@@ -126,6 +126,8 @@ class RecordReport:
     skipped_unknown_items: int = 0
     #: Rows that are not valid events (with the reason); the valid rows were recorded.
     rejected: list[Reject] = field(default_factory=list)
+    #: Per event given, in order: "recorded", "duplicate" (already stored) or "unknown_item".
+    outcomes: list[str] = field(default_factory=list)
 
 
 class Recommender:
@@ -413,6 +415,24 @@ class Recommender:
         report.rejected = rejects
         return report
 
+    def record_events(self, events: list[Event], *, on_unknown_item: Literal["raise", "skip"] = "skip") -> RecordReport:
+        """Record validated events (see `make_event`); `report.outcomes` says, per event, whether
+        it was recorded, already stored, or for an item not in the catalog."""
+        _, report = self._apply(list(events), on_unknown_item)
+        return report
+
+    def delete_items(self, item_ids: list[Any]) -> int:
+        """Remove items from the catalog (they are no longer recommended; users' histories keep
+        them). Returns how many were stored."""
+        ids = [canonical_id(i) for i in item_ids]
+        if not ids or not self.store.has_collection(ITEMS):
+            return 0
+        found = self._item_hits(ids, missing_ok=True)
+        self._vector_cache.invalidate(ids)
+        self.store.delete(ITEMS, [h.id for h in found])
+        self._vector_cache.invalidate(ids)
+        return len(found)
+
     def set_interests(self, user_id: Any, interests: list[str] | str) -> UserProfile:
         """Declare what a user follows (e.g. ["electronics", "smart devices"]); used in their
         summary, and enough on its own to recommend to a user without events."""
@@ -619,7 +639,6 @@ class Recommender:
         return {i: found[i] for i in item_ids if i in found}
 
     def _apply(self, events: list[Event], on_unknown: str) -> tuple[dict[str, UserProfile], RecordReport]:
-        events = sorted(events, key=lambda e: e.ts)
         item_ids = list(dict.fromkeys(e.item_id for e in events))
         items = {h.payload["item_id"]: h for h in self._item_hits(item_ids, missing_ok=True)} if item_ids else {}
         unknown = [i for i in item_ids if i not in items]
@@ -628,24 +647,33 @@ class Recommender:
                 f"{len(unknown)} item id(s) not in the catalog, e.g. {unknown[:5]}; nothing was "
                 "recorded. Index them first with index_items(), or pass on_unknown_item='skip'."
             )
-        by_user: dict[str, list[Event]] = defaultdict(list)
-        for event in events:
-            if event.item_id in items:
-                by_user[event.user_id].append(event)
+        given = events
+        order = sorted(range(len(events)), key=lambda n: events[n].ts)
+        outcomes = ["unknown_item"] * len(events)
+        by_user: dict[str, list[int]] = defaultdict(list)
+        for n in order:
+            if events[n].item_id in items:
+                by_user[events[n].user_id].append(n)
         skipped = len(events) - sum(map(len, by_user.values()))
         config = self.config.profile
 
-        def applier(user_events: list[Event]):
+        def applier(user_events: list[int]):
             def apply(profile: UserProfile) -> int:
-                return sum(profile.add(e, items[e.item_id].payload, config) for e in user_events)
+                for n in user_events:  # a retry after a lost race decides again
+                    added = profile.add(given[n], items[given[n].item_id].payload, config)
+                    outcomes[n] = "recorded" if added else "duplicate"
+                return outcomes_count(user_events)
 
             return apply
 
-        profiles, applied = self._update_users({uid: applier(evs) for uid, evs in by_user.items()})
-        self._log_change({"op": "events", "events": [e.model_dump() for evs in by_user.values() for e in evs]})
+        def outcomes_count(user_events: list[int]) -> int:
+            return sum(outcomes[n] == "recorded" for n in user_events)
+
+        profiles, applied = self._update_users({uid: applier(ns) for uid, ns in by_user.items()})
+        self._log_change({"op": "events", "events": [given[n].model_dump() for ns in by_user.values() for n in ns]})
         recorded = sum(applied.values())
         duplicates = len(events) - skipped - recorded
-        return profiles, RecordReport(recorded, len(by_user), duplicates, skipped)
+        return profiles, RecordReport(recorded, len(by_user), duplicates, skipped, outcomes=outcomes)
 
     def _update_users(self, changes: dict[str, Any]) -> tuple[dict[str, UserProfile], dict[str, int]]:
         """The one write path of profiles: apply `changes[uid](profile) -> changes made` to each
@@ -915,6 +943,10 @@ class Recommender:
         return flt
 
     def _ensure_collection(self, name: str) -> None:
+        with self._schema_lock:  # two first writers must not both create it
+            self._create_collection(name)
+
+    def _create_collection(self, name: str) -> None:
         if self.store.has_collection(name):
             if name == ITEMS and self.layout.hybrid and CF_INTERACTIONS not in self.store.payload_indexes(ITEMS):
                 self.store.create_payload_index(ITEMS, CF_INTERACTIONS, "float")
@@ -927,6 +959,9 @@ class Recommender:
                 self.store.create_payload_index(ITEMS, field_name, kind)
             if layout.hybrid:
                 self.store.create_payload_index(ITEMS, CF_INTERACTIONS, "float")
+        else:
+            for field_name, kind in _USER_INDEXES.items():
+                self.store.create_payload_index(USERS, field_name, kind)
 
     def _impute_cf(self, text_vectors: np.ndarray) -> np.ndarray:
         """Collaborative parts for new items: the similarity-weighted mean of the stored cf parts
@@ -945,6 +980,10 @@ class Recommender:
 
     def _ensure_indexes(self, items: list[Item]) -> None:
         """Index every filterable extra column before its values are loaded."""
+        with self._schema_lock:
+            self._create_indexes(items)
+
+    def _create_indexes(self, items: list[Item]) -> None:
         known = self.store.payload_indexes(ITEMS)
         kinds: dict[str, set[str]] = defaultdict(set)
         for item in items:

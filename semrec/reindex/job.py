@@ -182,7 +182,11 @@ def _run(target, items, mode, encoder, config, batch_size, upload, progress, sam
         log.info("building version %s beside the live version %s", version, live)
     summary.version, summary.blue_green = version, blue_green
     store = target.open(version)
-    state = State(target.state_path(version))
+    try:
+        state = State(target.state_path(version))
+    except BaseException:
+        target.release(store)
+        raise
     try:
         if blue_green:
             state.set_meta("status", "building")

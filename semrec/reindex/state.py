@@ -107,10 +107,11 @@ class State:
         if problems != ["ok"]:
             raise StateFileError(_damaged_message(self.path, "; ".join(problems)))
         tables = {
-            name: {row[1] for row in self._db.execute(f"PRAGMA table_info({name})")}
+            name: {row[0] for row in self._db.execute("SELECT name FROM pragma_table_info(?)", (name,))}
             for (name,) in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
         }
-        if any(tables.get(name, columns) != columns for name, columns in _TABLES.items()) or tables.keys() - _TABLES:
+        unexpected = tables.keys() - _TABLES
+        if unexpected or any(tables.get(name, columns) != columns for name, columns in _TABLES.items()):
             found = ", ".join(f"{name}({', '.join(sorted(cols))})" for name, cols in sorted(tables.items()))
             raise StateFileError(_damaged_message(self.path, f"it holds other tables: {found}"))
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -208,7 +209,8 @@ def _damaged_message(path: Path, problem: str) -> str:
         f"Re-index state file {str(path)!r} is damaged ({problem}). It only records what the job "
         f"already wrote, so delete it (with {path.name}-wal and {path.name}-shm beside it, if "
         "present): the next run rebuilds it from the items in the store and re-plans from their "
-        "content hashes, re-encoding only what changed."
+        "content hashes, re-encoding only what changed (a version still being built is started "
+        "afresh)."
     )
 
 

@@ -161,7 +161,7 @@ class EdgeTarget:
         path = version_path(self.root, version)
         path.mkdir(parents=True, exist_ok=True)
         if version != self._live(building=version) and not (path / BUILD_MARKER).exists():
-            atomic_write_text(path / BUILD_MARKER, "A re-index builds this version; switching to it removes this file.\n")
+            atomic_write_text(path / BUILD_MARKER, "A re-index builds this version; its switch removes this file.\n")
         return EdgeStore(path)
 
     def release(self, store: Any) -> None:
@@ -206,7 +206,7 @@ class EdgeTarget:
         """Make the previous version live again (the current one becomes the previous)."""
         pointer = self.pointer()
         if pointer is None:
-            self.live()  # CURRENT lost while versions exist: StateFileError, not "nothing to roll back"
+            self.live()  # CURRENT lost while versions exist: StateFileError, not "no previous"
         previous = pointer.get("previous") if pointer else None
         if not previous or not (version_path(self.root, previous) / META_FILE).is_file():
             raise ConfigError(

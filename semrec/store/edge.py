@@ -14,8 +14,18 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import qdrant_edge as qe
 
-from ..errors import ConfigError, StoreLockedError
-from ..files import FolderLock, atomic_write_json, read_json, store_folder
+from ..errors import ConfigError, StateFileError, StoreLockedError
+from ..files import (
+    FolderLock,
+    atomic_write_json,
+    live_folder,
+    live_version_folder,
+    read_pointer,
+    read_state_json,
+    read_store_meta,
+    store_folder,
+    version_ids,
+)
 from .base import HNSW_EF, Condition, Filter, Hit, IndexKind, LRUCache, UpdateMode, query_filled, use_exact
 
 log = logging.getLogger(__name__)
@@ -63,17 +73,10 @@ class EdgeStore:
         #: The folder given; `path` is the folder in use (the live version when versioned).
         self.root = store_folder(path)
         self._pointer_stamp = _stamp(self.root / POINTER_FILE)
-        pointer = read_pointer(self.root)
         #: The live version id when the folder is versioned (see `POINTER_FILE`), else None.
-        self.version: str | None = pointer["version"] if pointer else None
-        self.path = version_path(self.root, self.version) if pointer else self.root
-        if not self.path.is_dir():
-            raise ConfigError(
-                f"Store {str(self.root)!r} points to version {self.version!r}, but "
-                f"{str(self.path)!r} is missing. Roll back (semrec reindex --rollback) or re-index."
-            )
+        self.version, self.path = live_folder(self.root)
         self._lock = FolderLock(self.path)
-        self._meta = read_json(self.path / _META_FILE, {"collections": {}})
+        self._meta = read_store_meta(self.path)
         self._shards: dict[str, qe.EdgeShard] = {}
         self._bools: dict[str, set[str]] = {}
         self._counts: dict[str, int] = {}  # this process holds the folder's lock: only it writes
@@ -103,14 +106,14 @@ class EdgeStore:
         if pointer is None or pointer["version"] == self.version:
             self._pointer_stamp = stamp
             return False
-        path = version_path(self.root, pointer["version"])
+        path = live_version_folder(self.root, pointer["version"])
         try:
             lock = FolderLock(path)
         except StoreLockedError:
             return False
         old_shards, old_lock = self._shards, self._lock
         self.path, self.version, self._lock = path, pointer["version"], lock
-        self._meta = read_json(path / _META_FILE, {"collections": {}})
+        self._meta = read_store_meta(path)
         self._shards, self._bools, self._counts = {}, {}, {}
         self._pointer_stamp = stamp
         for shard in old_shards.values():
@@ -137,7 +140,7 @@ class EdgeStore:
             return
         erased_path = self.store_root / ERASED_FILE
         with self._guard:
-            erased = read_json(erased_path, {})
+            erased = _read_erased(self.store_root)
             erased[name] = sorted({*erased.get(name, []), *ids})
             atomic_write_json(erased_path, erased)
             self.delete(name, ids)
@@ -187,7 +190,7 @@ class EdgeStore:
             self._counts.pop(name, None)
 
     def _apply_erasures(self) -> None:
-        erased = read_json(self.store_root / ERASED_FILE, {})
+        erased = _read_erased(self.store_root)
         for name, ids in erased.items():
             if not self.has_collection(name) or not ids:
                 continue
@@ -211,7 +214,7 @@ class EdgeStore:
 
     def erased(self, name: str) -> set[str]:
         """The point ids recorded as erased from a collection."""
-        return set(read_json(self.store_root / ERASED_FILE, {}).get(name, []))
+        return set(_read_erased(self.store_root).get(name, []))
 
     # changes made during a rebuild -------------------------------------------------------------
     def rebuild_target(self) -> str | None:
@@ -221,7 +224,8 @@ class EdgeStore:
         root = self.store_root
         marker = root / REBUILD_FILE
         if marker.exists():
-            version = read_json(marker, {}).get("version")
+            found = read_state_json(marker, lambda: "Delete it if no re-index job is running (the job writes it again).")
+            version = found.get("version") if isinstance(found, dict) else None
             return None if version == self.path.name else version  # writes to the new one itself
         if self.version is not None and _stamp(root / POINTER_FILE) != self._pointer_stamp:
             pointer = read_pointer(root)
@@ -503,8 +507,24 @@ def _fsync_dir(folder: Path) -> None:
 
 def _version_folders(root: Path) -> list[Path]:
     """Every store folder under `root`: its versions, and `root` itself when it holds a store."""
-    folders = sorted(p for p in (root / VERSIONS_DIR).iterdir() if p.is_dir()) if (root / VERSIONS_DIR).is_dir() else []
+    folders = [root / VERSIONS_DIR / v for v in version_ids(root)]
     return folders + ([root] if (root / _META_FILE).exists() else [])
+
+
+def _read_erased(root: Path) -> dict[str, list[str]]:
+    """The erasure record (see `ERASED_FILE`); a damaged one is an error, never "nothing erased"."""
+    path = root / ERASED_FILE
+    erased = read_state_json(
+        path, lambda: "It lists the point ids of erased users; restore it from a backup (it holds no personal data)."
+    )
+    if erased is None:
+        return {}
+    if not isinstance(erased, dict) or not all(isinstance(v, list) and all(isinstance(i, str) for i in v) for v in erased.values()):
+        raise StateFileError(
+            f"{str(path)!r} is not an erasure record; expected {{\"users\": [\"<point id>\", ...]}}. Restore "
+            "it from a backup (it holds no personal data)."
+        )
+    return erased
 
 
 def begin_rebuild(root: str | Path, version: str) -> None:
@@ -522,20 +542,6 @@ def is_store(path: str | Path) -> bool:
     """Whether a folder holds an embedded store (plain or versioned)."""
     path = Path(path)
     return (path / _META_FILE).is_file() or (path / POINTER_FILE).is_file() or (path / VERSIONS_DIR).is_dir()
-
-
-def read_pointer(root: str | Path) -> dict[str, Any] | None:
-    """The `CURRENT` pointer of a versioned store folder, or None for a plain folder."""
-    pointer = read_json(Path(root) / POINTER_FILE)
-    if pointer is not None and not isinstance(pointer.get("version"), str):
-        raise ConfigError(f"{str(Path(root) / POINTER_FILE)!r} names no version; expected {{\"version\": \"v0001\"}}.")
-    return pointer
-
-
-def version_path(root: str | Path, version: str) -> Path:
-    """The folder of one version of a versioned store."""
-    root = Path(root)
-    return root if version == LEGACY_VERSION else root / VERSIONS_DIR / version
 
 
 def _stamp(path: Path) -> tuple[int, int, int] | None:

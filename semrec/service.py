@@ -1,0 +1,437 @@
+"""The HTTP service (`semrec serve`): events in, recommendations out, for other services.
+
+One `Recommender` per process, opened in the app's lifespan. Handlers are plain functions that
+FastAPI runs on its thread pool, so requests run concurrently; the Recommender's write path is
+what keeps concurrent writers correct (see `Recommender._update_users`). An embedded store is
+owned by one process: run one service process per store folder, or use a Qdrant server to run
+several.
+
+Example:
+    >>> app = create_app(ServiceSettings(store="shop-store"))   # uvicorn.run(app)
+"""
+
+
+import contextlib
+import hmac
+import json
+import logging
+import threading
+import time
+import uuid
+from typing import Any, Iterator
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .errors import (
+    ConcurrentWriteError,
+    ConfigError,
+    MissingExtraError,
+    NotIndexedError,
+    SemrecError,
+    StoreLockedError,
+    UnknownUserError,
+    require,
+)
+
+log = logging.getLogger(__name__)
+access_log = logging.getLogger("semrec.access")
+
+#: The most events one `POST /events` takes, and the longest search text.
+MAX_EVENTS_PER_REQUEST = 10_000
+MAX_QUERY_CHARS = 1_000
+MAX_ITEMS_PER_REQUEST = 10_000
+
+
+class ServiceSettings(BaseModel):
+    """Where the service finds its store and model, and who may call it.
+
+    Args:
+        store / url: an embedded store folder, or a Qdrant server URL (one of them).
+        qdrant_api_key: the key sent to a Qdrant server.
+        api_key: when set, every request but /healthz and /readyz must send it
+            (`X-API-Key: <key>` or `Authorization: Bearer <key>`); compared in constant time.
+        model: sentence-transformers name or folder (None: the packaged default).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    store: str | None = None
+    url: str | None = None
+    qdrant_api_key: str | None = None
+    api_key: str | None = None
+    model: str | None = None
+    device: str | None = None
+    timeout: float = 5.0
+
+
+class EventIn(BaseModel):
+    """One event as posted: who did what to which item, when (ISO-8601 or epoch seconds)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: str | int
+    item_id: str | int
+    kind: str = "view"
+    ts: float | str | None = None
+    weight: float = 1.0
+
+
+class EventsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[EventIn] = Field(..., max_length=MAX_EVENTS_PER_REQUEST)
+
+
+class ItemsIn(BaseModel):
+    """Catalog rows: item_id, name, and optionally category, tags, description and any field."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[dict[str, Any]] = Field(..., min_length=1, max_length=MAX_ITEMS_PER_REQUEST)
+
+
+class Metrics:
+    """Prometheus metrics of one app (its own registry: several apps in one process, as in
+    tests, do not clash)."""
+
+    def __init__(self) -> None:
+        prometheus = require("prometheus_client", "serve")
+        self.registry = prometheus.CollectorRegistry()
+        self.requests = prometheus.Counter(
+            "semrec_requests", "HTTP requests by route, method and status.", ["route", "method", "status"], registry=self.registry
+        )
+        self.latency = prometheus.Histogram(
+            "semrec_request_seconds", "Request latency by route.", ["route", "method"], registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.events = prometheus.Counter("semrec_events_recorded", "Events recorded (duplicates excluded).", registry=self.registry)
+        self.errors = prometheus.Counter("semrec_errors", "Error responses by kind.", ["kind"], registry=self.registry)
+        self.conflicts = prometheus.Gauge(
+            "semrec_write_conflicts", "Profile writes that lost a race and were re-applied.", registry=self.registry
+        )
+        self._text = prometheus.generate_latest
+
+    def text(self) -> bytes:
+        return self._text(self.registry)
+
+
+def open_recommender(settings: ServiceSettings):
+    """The Recommender the service serves (store opened first: a locked store fails fast)."""
+    from .encoders import load_encoder
+    from .recommender import Recommender
+    from .store import open_store
+
+    if (settings.store is None) == (settings.url is None):
+        raise ConfigError("Give the service a store folder (--store) or a Qdrant server (--url), one of them.")
+    if settings.url:
+        store = open_store(url=settings.url, api_key=settings.qdrant_api_key, timeout=max(1.0, settings.timeout))
+    else:
+        store = open_store(settings.store)
+    try:
+        return Recommender(store, load_encoder(settings.model, device=settings.device))
+    except BaseException:
+        store.close()
+        raise
+
+
+def create_app(settings: ServiceSettings | None = None, recommender: Any = None):
+    """The FastAPI app. With `recommender`, serve that one (the caller closes it); else open
+    one from `settings` when the app starts and close it when it stops."""
+    fastapi = require("fastapi", "serve")
+    from fastapi import Body, Depends, Query, Request
+    from fastapi.responses import JSONResponse, Response
+
+    from .profiles import make_event
+
+    settings = settings or ServiceSettings()
+    metrics = Metrics()
+    state: dict[str, Any] = {"rec": recommender}
+    writes = _InFlight()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        owned = state["rec"] is None
+        if owned:
+            state["rec"] = open_recommender(settings)
+        try:
+            yield
+        finally:
+            writes.wait_idle()  # graceful shutdown: in-flight writes finish before the store closes
+            if owned:
+                state["rec"].close()
+            state["rec"] = None
+
+    app = fastapi.FastAPI(
+        title="semrec",
+        version=_version(),
+        summary="Semantic recommendations: events in, recommendations out.",
+        lifespan=lifespan,
+    )
+
+    def rec():
+        found = state["rec"]
+        if found is None:
+            raise _HttpError(503, "not_ready", "The service is starting or stopping; try again shortly.")
+        return found
+
+    def authorised(request: Request) -> None:
+        if not settings.api_key:
+            return
+        sent = request.headers.get("x-api-key") or ""
+        auth = request.headers.get("authorization", "")
+        if not sent and auth.lower().startswith("bearer "):
+            sent = auth[7:].strip()
+        if not hmac.compare_digest(sent.encode(), settings.api_key.encode()):
+            raise _HttpError(401, "unauthorised", "Missing or wrong API key; send it as the X-API-Key header.")
+
+    guarded = [Depends(authorised)]
+
+    @app.middleware("http")
+    async def access(request: Request, call_next):
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request.state.request_id = request_id
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+        finally:
+            route = request.scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            seconds = time.perf_counter() - started
+            metrics.requests.labels(path, request.method, str(status)).inc()
+            metrics.latency.labels(path, request.method).observe(seconds)
+            access_log.info(json.dumps({
+                "request_id": request_id, "method": request.method, "route": path, "path": request.url.path,
+                "status": status, "ms": round(seconds * 1000, 2),
+            }))
+        response.headers["X-Request-ID"] = request_id
+        return response
+
+    @app.exception_handler(_HttpError)
+    async def http_error(request: Request, exc: _HttpError):
+        return _error(request, metrics, exc.status, exc.kind, exc.message)
+
+    @app.exception_handler(SemrecError)
+    async def semrec_error(request: Request, exc: SemrecError):
+        status, kind = _STATUS.get(type(exc), None) or next(
+            (v for t, v in _STATUS.items() if isinstance(exc, t)), (422, "invalid")
+        )
+        return _error(request, metrics, status, kind, str(exc))
+
+    @app.exception_handler(fastapi.exceptions.RequestValidationError)
+    async def invalid_request(request: Request, exc):
+        problems = [
+            {"field": ".".join(str(p) for p in e["loc"] if p != "body"), "problem": e["msg"]}
+            for e in exc.errors()
+        ]
+        first = problems[0] if problems else {"field": "?", "problem": "invalid"}
+        message = f"{first['field']}: {first['problem']}."
+        return _error(request, metrics, 422, "invalid", message, details=problems)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):
+        log.exception("request %s failed", getattr(request.state, "request_id", "?"))
+        return _error(request, metrics, 500, "internal", "Internal error; the request id is in the logs.")
+
+    def filter_param(filter: str | None = Query(None, description='JSON, e.g. {"category": "Kitchen", "price": {"lt": 50}}')):
+        if filter is None or not filter.strip():
+            return None
+        try:
+            spec = json.loads(filter, parse_constant=_no_constant)
+        except ValueError as exc:
+            raise _HttpError(422, "invalid", f"filter {filter!r} is not JSON ({exc}); expected e.g. {{\"category\": \"Kitchen\"}}.") from None
+        if not isinstance(spec, dict):
+            raise _HttpError(422, "invalid", f"filter {filter!r} must be a JSON object such as {{\"category\": \"Kitchen\"}}.")
+        return spec
+
+    def k_param(k: int = Query(10, ge=1, le=1000, description="How many results (1-1000).")) -> int:
+        return k
+
+    # health --------------------------------------------------------------------------------------
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    def readyz():
+        """The store is open and the model loaded."""
+        found = state["rec"]
+        if found is None:
+            return JSONResponse({"status": "starting"}, status_code=503)
+        return {"status": "ready", "store": found.store.kind, "items": found.n_items, "model": found.encoder.name}
+
+    @app.get("/metrics", tags=["health"], dependencies=guarded)
+    def prometheus_metrics():
+        """Prometheus text format: requests and latency by route, events recorded, errors."""
+        if state["rec"] is not None:
+            metrics.conflicts.set(state["rec"].write_conflicts)
+        return Response(metrics.text(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    # events and users --------------------------------------------------------------------------
+    @app.post("/events", tags=["users"], dependencies=guarded)
+    def post_events(body: EventIn | EventsIn | list[EventIn] = Body(...)) -> dict[str, Any]:
+        """Record one event, `{"events": [...]}` or a list; each is answered in order with
+        "recorded", "duplicate" (already stored), or "rejected" and the reason."""
+        given = body.events if isinstance(body, EventsIn) else body if isinstance(body, list) else [body]
+        if len(given) > MAX_EVENTS_PER_REQUEST:
+            raise _HttpError(413, "too_large", f"{len(given)} events in one request; send at most {MAX_EVENTS_PER_REQUEST}.")
+        results: list[dict[str, Any]] = [{} for _ in given]
+        valid, where = [], []
+        for n, event in enumerate(given):
+            try:
+                valid.append(make_event(event.user_id, event.item_id, event.kind, event.ts, event.weight))
+                where.append(n)
+            except ConfigError as exc:
+                results[n] = {"status": "rejected", "reason": str(exc)}
+        if valid:
+            with writes.held():
+                report = rec().record_events(valid, on_unknown_item="skip")
+            metrics.events.inc(report.events)
+            for n, outcome in zip(where, report.outcomes):
+                results[n] = (
+                    {"status": "rejected", "reason": f"item {given[n].item_id!r} is not in the catalog; index it first (PUT /items)."}
+                    if outcome == "unknown_item" else {"status": outcome}
+                )
+        counts = {s: sum(r["status"] == s for r in results) for s in ("recorded", "duplicate", "rejected")}
+        return {**counts, "results": results}
+
+    @app.get("/users/{user_id}", tags=["users"], dependencies=guarded)
+    def get_user(user_id: str) -> dict[str, Any]:
+        """The stored profile: history, every item seen, favourite categories and tags."""
+        profile = rec().profile(user_id)
+        if profile is None:
+            raise _HttpError(404, "not_found", f"User {user_id!r} has no profile; POST /events for them first.")
+        return profile.model_dump(exclude={"event_keys"})
+
+    @app.delete("/users/{user_id}", tags=["users"], dependencies=guarded)
+    def delete_user(user_id: str) -> dict[str, Any]:
+        """Erase a user: profile, vector, history and their share of popularity."""
+        with writes.held():
+            erased = rec().forget_user(user_id)
+        if not erased:
+            raise _HttpError(404, "not_found", f"User {user_id!r} has no profile (nothing to erase).")
+        return {"erased": user_id}
+
+    @app.get("/users/{user_id}/recommendations", tags=["recommendations"], dependencies=guarded)
+    def recommendations(
+        user_id: str,
+        k: int = Depends(k_param),
+        filter: dict | None = Depends(filter_param),
+        diversity: float | None = Query(None, ge=0, le=1, description="MMR trade-off, 0 = pure relevance."),
+        exclude_seen: bool = Query(True),
+    ) -> dict[str, Any]:
+        """The top-k items for a user (unknown users get the most popular items)."""
+        results = rec().recommend(user_id, k=k, filter=filter, exclude_seen=exclude_seen, diversity=diversity)
+        return {"user_id": user_id, "results": _rows(results)}
+
+    # items -------------------------------------------------------------------------------------
+    @app.get("/items/{item_id}/similar", tags=["recommendations"], dependencies=guarded)
+    def similar(item_id: str, k: int = Depends(k_param), filter: dict | None = Depends(filter_param)) -> dict[str, Any]:
+        """Items like this one."""
+        return {"item_id": item_id, "results": _rows(rec().similar(item_id, k=k, filter=filter))}
+
+    @app.get("/search", tags=["recommendations"], dependencies=guarded)
+    def search(
+        q: str = Query(..., min_length=1, max_length=MAX_QUERY_CHARS, description="Words describing items."),
+        k: int = Depends(k_param),
+        filter: dict | None = Depends(filter_param),
+    ) -> dict[str, Any]:
+        """Items closest to a text."""
+        return {"q": q, "results": _rows(rec().search(q, k=k, filter=filter))}
+
+    @app.put("/items", tags=["items"], dependencies=guarded)
+    def put_items(body: ItemsIn) -> dict[str, Any]:
+        """Add or replace catalog items (same validation as `index_items`: bad rows come back
+        with reasons, the good ones are indexed)."""
+        import pandas as pd
+
+        with writes.held():
+            report = rec().index_items(pd.DataFrame(body.items))
+        rejected = [{"row": r.row, "item_id": r.item_id, "reason": r.reason} for r in report.rejected]
+        return {"indexed": report.indexed, "rejected": rejected}
+
+    @app.delete("/items/{item_id}", tags=["items"], dependencies=guarded)
+    def delete_item(item_id: str) -> dict[str, Any]:
+        """Remove an item from the catalog."""
+        with writes.held():
+            deleted = rec().delete_items([item_id])
+        if not deleted:
+            raise _HttpError(404, "not_found", f"Item {item_id!r} is not in the catalog.")
+        return {"deleted": item_id}
+
+    app.state.metrics = metrics
+    return app
+
+
+class _HttpError(Exception):
+    def __init__(self, status: int, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.kind, self.message = status, kind, message
+
+
+#: semrec errors as HTTP answers (the first matching class wins).
+_STATUS: dict[type, tuple[int, str]] = {
+    NotIndexedError: (404, "not_found"),
+    UnknownUserError: (404, "not_found"),
+    ConcurrentWriteError: (409, "conflict"),
+    StoreLockedError: (503, "unavailable"),
+    MissingExtraError: (501, "not_installed"),
+    ConfigError: (422, "invalid"),
+}
+
+
+def _error(request, metrics: Metrics, status: int, kind: str, message: str, details: Any = None):
+    from fastapi.responses import JSONResponse
+
+    metrics.errors.labels(kind).inc()
+    body = {"error": kind, "message": message, "request_id": getattr(request.state, "request_id", None)}
+    if details is not None:
+        body["details"] = details
+    return JSONResponse(body, status_code=status)
+
+
+def _rows(results) -> list[dict[str, Any]]:
+    internal = {"text", "category_levels", "popularity", "cf_interactions", "item_id", "name", "category", "tags"}
+    return [
+        {
+            "item_id": r.item_id, "score": round(float(r.score), 6), "name": r.name, "category": r.category,
+            "tags": r.tags, "reason": r.reason,
+            "fields": {k: v for k, v in r.payload.items() if k not in internal},
+        }
+        for r in results
+    ]
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+class _InFlight:
+    """Counts writes in progress, so that shutdown waits for them to finish."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._idle = threading.Condition()
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        with self._idle:
+            self._count += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._count -= 1
+                self._idle.notify_all()
+
+    def wait_idle(self, timeout: float = 60.0) -> None:
+        with self._idle:
+            self._idle.wait_for(lambda: self._count == 0, timeout)
