@@ -377,7 +377,7 @@ def _target(store: str | None, url: str | None, timeout: float | None, *, existi
         source = "--url"
     if url is not None:
         url = _check_url(url, source)
-        target = _Target(url=url, api_key=settings.api_key, timeout=timeout)
+        target = _Target(url=url, api_key=settings.qdrant_key, timeout=timeout)
     else:
         source = "--store" if store is not None else "SEMREC_STORE" if os.environ.get("SEMREC_STORE") else "the default store"
         path = Path(store if store is not None else settings.store).expanduser()
@@ -418,9 +418,9 @@ def _check_store_path(path: Path, source: str, existing: bool) -> None:
 
 
 def _is_store(path: Path) -> bool:
-    from .store.edge import _META_FILE, POINTER_FILE
+    from .store.edge import is_store
 
-    return (path / POINTER_FILE).is_file() or (path / _META_FILE).is_file()
+    return is_store(path)
 
 
 def _probe(url: str, timeout: float, api_key: str | None) -> None:
@@ -960,7 +960,7 @@ def reindex(
         summary = run_reindex(
             catalog, str(target), mode=mode, model=model or settings.model, batch_size=batch_size,
             rejects_path=rejects, upload=UploadConfig(streams=streams, retries=retries, timeout_s=timeout),
-            prefix=prefix, api_key=settings.api_key, state_dir=state_dir, progress=progress,
+            prefix=prefix, api_key=settings.qdrant_key, state_dir=state_dir, progress=progress,
         )
     if summary.rejected and not quiet:
         _note(f"{summary.rejected} row(s) rejected; written to {summary.rejects_path}")
@@ -1010,6 +1010,60 @@ def reindex_main(argv: Sequence[str] | None = None, prog_name: str = "python -m 
     if _state.usage_error:
         raise SystemExit(code)
     return code
+
+
+@app.command()
+def serve(
+    store: Optional[str] = StoreOpt,
+    url: Optional[str] = UrlOpt,
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 for every interface)."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535, help="Port to listen on."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Server processes (a Qdrant server is needed for more than 1)."),
+    timeout: Optional[float] = TimeoutOpt,
+    log_level: str = typer.Option("info", "--log-level", help="uvicorn log level (access logs are JSON lines)."),
+) -> None:
+    """Serve events and recommendations over HTTP (FastAPI; OpenAPI at /docs and /openapi.json).
+
+    An embedded store belongs to one process: serve it with one worker, or use a Qdrant server
+    (--url) to run several. SEMREC_API_KEY, when set, is required from every client.
+    """
+    target = _target(store, url, timeout, existing=False)
+    if workers > 1 and target.url is None:
+        raise CliError(
+            f"--workers {workers} needs a Qdrant server: an embedded store ({target.path}) can be open in "
+            "one process only. Serve it with --workers 1, or index into a Qdrant server and pass --url."
+        )
+    try:
+        import uvicorn
+
+        from .service import ServiceSettings, create_app
+    except ImportError:
+        raise CliError("semrec serve needs the serve extra: pip install 'semrec[serve]'", EXIT_FAILED) from None
+    settings = _settings()
+    if target.url:
+        _probe(target.url, target.timeout, target.api_key)
+    service = ServiceSettings(
+        store=str(target.path) if target.path else None, url=target.url, qdrant_api_key=target.api_key,
+        api_key=settings.api_key, model=settings.model, device=settings.device, timeout=target.timeout,
+    )
+    _configure_json_logs(log_level)
+    if workers > 1:
+        os.environ["SEMREC_SERVICE_SETTINGS"] = service.model_dump_json()
+        uvicorn.run("semrec.service:app_from_environment", factory=True, host=host, port=port, workers=workers,
+                    log_level=log_level, access_log=False, timeout_graceful_shutdown=30)
+    else:
+        uvicorn.run(create_app(service), host=host, port=port, log_level=log_level, access_log=False,
+                    timeout_graceful_shutdown=30)
+
+
+def _configure_json_logs(level: str) -> None:
+    """semrec's access log as one JSON object per line on stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    access = logging.getLogger("semrec.access")
+    access.handlers[:] = [handler]
+    access.setLevel(level.upper())
+    access.propagate = False
 
 
 @app.command()

@@ -365,6 +365,13 @@ def create_app(settings: ServiceSettings | None = None, recommender: Any = None)
     return app
 
 
+def app_from_environment():
+    """The app for each uvicorn worker process (`semrec serve --workers N`, Qdrant server only)."""
+    import os
+
+    return create_app(ServiceSettings.model_validate_json(os.environ["SEMREC_SERVICE_SETTINGS"]))
+
+
 class _HttpError(Exception):
     def __init__(self, status: int, kind: str, message: str) -> None:
         super().__init__(message)

@@ -7,7 +7,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    """`SEMREC_STORE` (embedded store folder), `SEMREC_URL` / `SEMREC_API_KEY` (Qdrant server),
+    """`SEMREC_STORE` (embedded store folder), `SEMREC_URL` / `SEMREC_QDRANT_API_KEY` (Qdrant server),
+    `SEMREC_API_KEY` (the key clients of `semrec serve` must send; also sent to the Qdrant server
+    when `SEMREC_QDRANT_API_KEY` is not set),
     `SEMREC_TIMEOUT` (seconds to wait for the server to answer), `SEMREC_MODEL`
     (sentence-transformers name or folder), `SEMREC_DEVICE`.
 
@@ -18,9 +20,15 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SEMREC_", extra="ignore")
 
+    @property
+    def qdrant_key(self) -> str | None:
+        """The key sent to a Qdrant server: `SEMREC_QDRANT_API_KEY`, else `SEMREC_API_KEY`."""
+        return self.qdrant_api_key or self.api_key
+
     store: str = "semrec-store"
     url: str | None = None
     api_key: str | None = None
+    qdrant_api_key: str | None = None
     timeout: float = Field(5.0, gt=0)
     model: str | None = None
     device: str | None = None

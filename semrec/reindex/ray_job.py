@@ -25,7 +25,8 @@ from ..recommender import Recommender, RecommenderConfig
 from .job import Progress, ReindexCheckError, Summary, _check, _durable, _rebuild_users, _tick
 from .state import State, item_row
 from .upload import UploadConfig, UploadingStore
-from .versions import ServerTarget, open_target
+from ..store.edge import end_rebuild
+from .versions import EdgeTarget, ServerTarget, open_target
 
 log = logging.getLogger(__name__)
 _ITEM_KEYS = ("item_id", "name", "category", "tags", "description", "text", "category_levels")
@@ -189,11 +190,13 @@ def _build(dataset, target: ServerTarget, model, backend, config, upload, progre
     rec.finish_indexing()
     summary.items = summary.new = summary.encoded = len(items)
     summary.upserted = writer.upserted
-    summary.users = _rebuild_users(target, live, rec, 256, progress)
+    summary.users = _rebuild_users(target, version, live, rec, store, 256, progress)
     _check(rec, items, sample_queries)
     state.set_meta("status", "complete")
     state.close()
     target.switch(version)
+    if isinstance(target, EdgeTarget):
+        end_rebuild(target.root)
     summary.switched = True
     summary.removed_versions = target.cleanup()
 

@@ -1,0 +1,201 @@
+"""Load on `semrec serve` (127.0.0.1, embedded store): recommendation latency while events stream
+in, and event throughput posted one per request and in batches of 100, with 8 concurrent clients.
+
+The catalog is MovieLens's ~9.7k movies (titles, genres, tags: the real all-MiniLM-L6-v2 vectors),
+200 MovieLens users' ratings recorded and the collaborative part fitted, so queries run on the
+default hybrid vectors. Every posted event must show in the user's very next recommendation
+request (the item is excluded as seen) and in their profile at the end.
+
+    .venv/bin/python benchmarks/serve_load.py [--requests 200] [--clients 8]
+
+Writes benchmarks/serve_load.json (raw figures, git commit, CPU) and prints the RESULTS.md rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import httpx
+import pandas as pd
+
+from semrec import Recommender, load_encoder
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE.parents[1] / "shared" / "data" / "ml-latest-small"
+sys.path.insert(0, str(HERE))
+from crash import machine  # noqa: E402
+
+
+def build_store(path: Path, users: int) -> tuple[list[str], list[str]]:
+    movies = pd.read_csv(DATA / "movies.csv")
+    tags = pd.read_csv(DATA / "tags.csv").groupby("movieId")["tag"].apply(lambda t: "|".join(dict.fromkeys(map(str, t))))
+    catalog = pd.DataFrame({
+        "item_id": movies.movieId.astype(str),
+        "name": movies.title,
+        "category": movies.genres.str.split("|").str[0],
+        "tags": movies.movieId.map(tags).fillna("") + "|" + movies.genres,
+    })
+    ratings = pd.read_csv(DATA / "ratings.csv")
+    chosen = sorted(ratings.userId.unique())[:users]
+    events = ratings[ratings.userId.isin(chosen)].rename(columns={"userId": "user_id", "movieId": "item_id", "timestamp": "ts"})
+    events = events.assign(user_id=events.user_id.astype(str), item_id=events.item_id.astype(str), kind="rating")
+    with Recommender.open(path, encoder=load_encoder()) as rec:
+        rec.index_items(catalog)
+        rec.record_many(events[["user_id", "item_id", "kind", "ts"]], on_unknown_item="skip")
+        rec.fit_collaborative()
+    return list(catalog.item_id), [str(u) for u in chosen]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=200, help="requests per client and phase")
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--users", type=int, default=200)
+    parser.add_argument("--out", type=Path, default=HERE / "serve_load.json")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="semrec-load-"))
+    started = time.perf_counter()
+    items, users = build_store(tmp / "store", args.users)
+    build_s = time.perf_counter() - started
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "semrec.cli", "serve", "--store", str(tmp / "store"), "--port", str(port), "--log-level", "warning"],
+        stdout=subprocess.DEVNULL, stderr=open(tmp / "server.log", "w"), env={**os.environ, "SEMREC_API_KEY": ""},
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        report = {"items": len(items), "users": len(users), "clients": args.clients, "build_s": round(build_s, 1)}
+        report["mixed"] = mixed_phase(base, items, users, args)
+        report["batched"] = batched_phase(base, items, args)
+        report["errors"] = report["mixed"]["errors"] + report["batched"]["errors"]
+    finally:
+        server.terminate()
+        server.wait(60)
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=HERE).stdout.strip()
+    args.out.write_text(json.dumps({"commit": commit, "machine": machine(), **report}, indent=1))
+    print(json.dumps(report, indent=1))
+
+
+def mixed_phase(base: str, items: list[str], users: list[str], args) -> dict:
+    """Half the clients ask for recommendations, half post single events, each followed by that
+    user's next recommendation (which must exclude the item just posted)."""
+    latencies: list[float] = []
+    posted = [0]
+    errors: list[str] = []
+    not_reflected = [0]
+    lock = threading.Lock()
+    sent: dict[str, set] = defaultdict(set)
+
+    def reader(worker: int) -> None:
+        rnd = random.Random(worker)
+        with httpx.Client(base_url=base, timeout=30) as client:
+            for _ in range(args.requests):
+                t0 = time.perf_counter()
+                response = client.get(f"/users/{rnd.choice(users)}/recommendations", params={"k": 10})
+                with lock:
+                    latencies.append(time.perf_counter() - t0)
+                    if response.status_code != 200:
+                        errors.append(response.text[:200])
+
+    def writer(worker: int) -> None:
+        rnd = random.Random(100 + worker)
+        with httpx.Client(base_url=base, timeout=30) as client:
+            for n in range(args.requests):
+                user, item = f"live-{worker}-{n % 20}", rnd.choice(items)
+                response = client.post("/events", json={"user_id": user, "item_id": item, "ts": 1_700_000_000 + n})
+                if response.status_code != 200:
+                    with lock:
+                        errors.append(response.text[:200])
+                    continue
+                t0 = time.perf_counter()
+                recs = client.get(f"/users/{user}/recommendations", params={"k": 10})
+                with lock:
+                    latencies.append(time.perf_counter() - t0)
+                    posted[0] += response.json()["recorded"]
+                    sent[user].add(item)
+                    if recs.status_code != 200 or item in {r["item_id"] for r in recs.json()["results"]}:
+                        not_reflected[0] += 1
+
+    threads = [threading.Thread(target=reader if w % 2 else writer, args=(w,)) for w in range(args.clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    seconds = time.perf_counter() - t0
+    with httpx.Client(base_url=base, timeout=30) as client:
+        missing = sum(len(items_sent - set(client.get(f"/users/{u}").json()["seen"])) for u, items_sent in sent.items())
+    return {
+        "seconds": round(seconds, 2), "recommendations": len(latencies),
+        "rec_p50_ms": round(statistics.median(latencies) * 1000, 2), "rec_p99_ms": round(percentile(latencies, 99) * 1000, 2),
+        "events_posted_one_per_request": posted[0], "events_per_s_single": round(posted[0] / seconds, 1),
+        "not_reflected_in_next_recommendation": not_reflected[0], "missing_from_profiles": missing, "errors": len(errors),
+        "first_errors": errors[:3],
+    }
+
+
+def batched_phase(base: str, items: list[str], args) -> dict:
+    """Every client posts batches of 100 events (20 users per batch)."""
+    errors: list[str] = []
+    posted = [0]
+    lock = threading.Lock()
+    batches = max(1, args.requests // 10)
+
+    def worker(w: int) -> None:
+        rnd = random.Random(1000 + w)
+        with httpx.Client(base_url=base, timeout=120) as client:
+            for b in range(batches):
+                events = [
+                    {"user_id": f"batch-{w}-{b}-{n % 20}", "item_id": rnd.choice(items), "ts": 1_700_000_000 + n}
+                    for n in range(100)
+                ]
+                response = client.post("/events", json={"events": events})
+                with lock:
+                    if response.status_code != 200:
+                        errors.append(response.text[:200])
+                    else:
+                        posted[0] += response.json()["recorded"] + response.json()["duplicate"]
+
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(args.clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    seconds = time.perf_counter() - t0
+    return {"seconds": round(seconds, 2), "events_posted_in_batches": posted[0],
+            "events_per_s_batched": round(posted[0] / seconds, 1), "errors": len(errors), "first_errors": errors[:3]}
+
+
+if __name__ == "__main__":
+    main()
