@@ -20,6 +20,9 @@ from .errors import ConfigError
 
 #: How much each kind of event counts (times the event's own weight); other kinds count 1.
 KIND_WEIGHTS = {"view": 1.0, "click": 1.0, "rating": 1.0, "like": 2.0, "cart": 2.0, "purchase": 3.0}
+#: Kinds that say "not this", and how strongly (times the event's own weight) they push the item's
+#: neighbours down for the user; the item itself is never recommended to them again.
+NEGATIVE_KINDS = {"dislike": 1.0, "not_interested": 1.0, "skip": 0.3}
 
 
 class ProfileConfig(BaseModel):
@@ -45,6 +48,14 @@ class ProfileConfig(BaseModel):
     half_life: float = Field(1.0, gt=0)
     text_weight: float = Field(0.25, ge=0, le=1)
     kind_weights: dict[str, float] = Field(default_factory=lambda: dict(KIND_WEIGHTS))
+    negative_kinds: dict[str, float] = Field(default_factory=lambda: dict(NEGATIVE_KINDS))
+    #: How far the pooled vector of disliked items is subtracted from the user's query (0: the
+    #: disliked items are only excluded).
+    negative_weight: float = Field(0.3, ge=0, le=2)
+    max_negatives: int = Field(200, ge=1)
+    #: Items at least this similar by text to a disliked item (cosine) are near-duplicates of
+    #: it and left out too (1: only the item itself).
+    near_duplicate: float = Field(0.9, gt=0, le=1)
 
 
 class Event(BaseModel):
@@ -81,6 +92,9 @@ class UserProfile(BaseModel):
     category_counts: dict[str, float] = Field(default_factory=dict)
     tag_counts: dict[str, float] = Field(default_factory=dict)
     events: int = 0
+    #: Items the user said "not this" about, with the strength of it (newest last): excluded
+    #: from their recommendations, their neighbours pushed down.
+    negatives: dict[str, float] = Field(default_factory=dict)
     #: A short key of every event applied (see `event_key`): re-sent events are recognised over
     #: the whole history, not just the recent part kept in `history`.
     event_keys: list[str] = Field(default_factory=list)
@@ -101,6 +115,14 @@ class UserProfile(BaseModel):
             return False
         self._keys.add(key)
         self.event_keys.append(key)
+        self.events += 1
+        if event.kind in config.negative_kinds:
+            strength = config.negative_kinds[event.kind] * event.weight
+            self.negatives[event.item_id] = self.negatives.pop(event.item_id, 0.0) + strength
+            for stale in list(self.negatives)[: -config.max_negatives]:
+                del self.negatives[stale]
+            return True
+        self.negatives.pop(event.item_id, None)  # a positive event later: the user changed their mind
         strength = config.kind_weights.get(event.kind, 1.0) * event.weight
         entry = HistoryEntry(
             item_id=event.item_id,
@@ -121,7 +143,6 @@ class UserProfile(BaseModel):
         decay = 0.5 ** (1 / config.half_life)
         _bump(self.category_counts, [entry.category] if entry.category else [], strength, decay, config.max_counts)
         _bump(self.tag_counts, entry.tags, strength, decay, config.max_counts)
-        self.events += 1
         return True
 
     def summary(self, config: ProfileConfig) -> str:

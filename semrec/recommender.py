@@ -539,14 +539,19 @@ class Recommender:
         *,
         diversity: float | None = None,
         explain_results: bool = True,
+        negatives: list[Any] | None = None,
     ) -> Results:
         """The top-k items for a user by dot product with their vector.
 
-        Unknown users follow `config.unknown_user` ("popular" or "raise").
+        Unknown users follow `config.unknown_user` ("popular" or "raise"). Items the user
+        disliked (negative kinds, `ProfileConfig.negative_kinds`) and the `negatives` given
+        for this call are left out, and their neighbours pushed down: the query is the user's
+        vector minus `negative_weight` x the pooled vector of those items, one engine query.
         """
         k = self._check_k(k)
         uid = canonical_id(user_id, "user_id")
         flt = self._filter(filter)
+        pushed = self._negatives(negatives)
         hits = list(self._read_users([uid]).values())
         if not hits:
             if self.config.unknown_user == "raise":
@@ -554,14 +559,17 @@ class Recommender:
                     f"User {uid!r} has no recorded events. Record some with record(), give "
                     "interests with set_interests(), or use unknown_user='popular'."
                 )
-            return self.popular(k, filter)
+            return self._popular(k, flt, list(pushed))
         profile = hits[0].payload  # as stored (not validated): the query needs `seen`, the reasons the history
-        if exclude_seen:
-            flt.exclude_ids = [point_id("item", i) for i in profile.get("seen", [])]
+        pushed = {**profile.get("negatives", {}), **pushed}
+        excluded = [*(profile.get("seen", []) if exclude_seen else []), *pushed]
+        flt.exclude_ids = [point_id("item", i) for i in dict.fromkeys(excluded)]
+        if not profile.get("history") and not profile.get("interests"):
+            return self._popular(k, flt, [])  # only dislikes so far: nothing to be near yet
         layout, cfg = self.layout, self.config.collaborative
         stored = hits[0].vector
         query = layout.query(layout.text_part(stored), layout.cf_part(stored), weight=cfg.weight, popularity_weight=cfg.popularity_weight)
-        return self._rank(query, k, flt, diversity, profile if explain_results else None)
+        return self._rank(self._push_down(query, pushed), k, flt, diversity, profile if explain_results else None)
 
     def recommend_many(
         self,
@@ -587,22 +595,77 @@ class Recommender:
         query = self.layout.query(self.encoder.encode_query(text))
         return self._rank(query, self._check_k(k), self._filter(filter), diversity, None)
 
-    def similar(self, item_id: Any, k: int = 10, filter: dict[str, Any] | None = None, *, diversity: float | None = None) -> Results:
+    def similar(
+        self,
+        item_id: Any,
+        k: int = 10,
+        filter: dict[str, Any] | None = None,
+        *,
+        diversity: float | None = None,
+        negatives: list[Any] | None = None,
+    ) -> Results:
         """Items closest to a given item (the item itself excluded): scored as for a user whose
-        only event is this item (text, collaborative and popularity parts)."""
+        only event is this item (text, collaborative and popularity parts); `negatives` (item
+        ids) are left out and their neighbours pushed down, as in `recommend`."""
         iid = canonical_id(item_id)
         anchor = self._item_hits([iid], with_vectors=True)[0]
         flt = self._filter(filter)
-        flt.exclude_ids = [anchor.id]
+        pushed = self._negatives(negatives)
+        flt.exclude_ids = [anchor.id, *(point_id("item", i) for i in pushed)]
         layout, cfg = self.layout, self.config.collaborative
         cf = l2_normalize(layout.cf_part(anchor.vector)) if layout.hybrid else None
         query = layout.query(layout.text_part(anchor.vector), cf, weight=cfg.weight, popularity_weight=cfg.popularity_weight)
-        return self._rank(query, self._check_k(k), flt, diversity, None)
+        return self._rank(self._push_down(query, pushed), self._check_k(k), flt, diversity, None)
 
     def popular(self, k: int = 10, filter: dict[str, Any] | None = None) -> Results:
         """The items with the most distinct users, most popular first."""
-        hits = self.store.top_by(ITEMS, "popularity", self._check_k(k), self._filter(filter))
+        return self._popular(self._check_k(k), self._filter(filter), [])
+
+    def _popular(self, k: int, flt: Filter, excluded: list[str]) -> Results:
+        if excluded:
+            flt.exclude_ids = [*flt.exclude_ids, *(point_id("item", i) for i in excluded)]
+        hits = self.store.top_by(ITEMS, "popularity", k, flt)
         return Results(Recommendation.from_hit(h, "popular", score=float(h.payload.get("popularity", 0.0))) for h in hits)
+
+    def _near_duplicates(self, item_ids: list[str]) -> dict[str, list[tuple[str, float]]]:
+        """Per item, the other items at least `near_duplicate` similar to it by text (one engine
+        query each, text part only)."""
+        threshold, layout = self.config.profile.near_duplicate, self.layout
+        if threshold >= 1:
+            return {}
+        found: dict[str, list[tuple[str, float]]] = {}
+        for hit in self._item_hits(item_ids, with_vectors=True, missing_ok=True):
+            flt = Filter(exclude_ids=[hit.id])
+            close = self.store.query(ITEMS, layout.query(layout.text_part(hit.vector)), 50, flt)
+            found[hit.payload["item_id"]] = [(h.payload["item_id"], h.score) for h in close if h.score >= threshold]
+        return found
+
+    def _negatives(self, item_ids: list[Any] | None) -> dict[str, float]:
+        """Per-call negative examples (item ids, each of strength 1); unknown ids are an error."""
+        if not item_ids:
+            return {}
+        if isinstance(item_ids, (str, int)):
+            item_ids = [item_ids]
+        ids = [canonical_id(i) for i in item_ids]
+        self._item_hits(ids)  # raises NotIndexedError naming an unknown id
+        return dict.fromkeys(ids, 1.0)
+
+    def _push_down(self, query: np.ndarray, negatives: dict[str, float]) -> np.ndarray:
+        """The query minus `negative_weight` x the strength-weighted mean of the negative items'
+        vectors (text and collaborative parts weighted as in the query): items near what the
+        user rejected score lower, in the same single dot-product query."""
+        beta = self.config.profile.negative_weight
+        if not negatives or beta <= 0:
+            return query
+        vectors = self._explanation_vectors(list(negatives))
+        if not vectors:
+            return query
+        layout, cfg = self.layout, self.config.collaborative
+        text = pool_vectors({i: layout.text_part(v) for i, v in vectors.items()}, negatives)
+        cf = pool_vectors({i: layout.cf_part(v) for i, v in vectors.items()}, negatives) if layout.hybrid else None
+        if text is None:
+            return query
+        return (query - beta * layout.query(text, cf, weight=cfg.weight, popularity_weight=0.0)).astype(np.float32)
 
     # internals ---------------------------------------------------------------------------------
     def _rank(self, vector: np.ndarray, k: int, flt, diversity: float | None, profile: dict[str, Any] | None) -> Results:
@@ -656,12 +719,19 @@ class Recommender:
                 by_user[events[n].user_id].append(n)
         skipped = len(events) - sum(map(len, by_user.values()))
         config = self.config.profile
+        disliked = {e.item_id for e in events if e.kind in config.negative_kinds and e.item_id in items}
+        near = self._near_duplicates(sorted(disliked)) if disliked else {}
 
         def applier(user_events: list[int]):
             def apply(profile: UserProfile) -> int:
                 for n in user_events:  # a retry after a lost race decides again
-                    added = profile.add(given[n], items[given[n].item_id].payload, config)
+                    event = given[n]
+                    added = profile.add(event, items[event.item_id].payload, config)
                     outcomes[n] = "recorded" if added else "duplicate"
+                    if added and event.kind in config.negative_kinds:
+                        strength = profile.negatives.get(event.item_id, 0.0)
+                        for other, similarity in near.get(event.item_id, []):
+                            profile.negatives[other] = max(profile.negatives.get(other, 0.0), strength * similarity)
                 return outcomes_count(user_events)
 
             return apply
