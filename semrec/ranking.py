@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
+
+from .catalog import RESERVED_KEYS
 import pandas as pd
 
 from .store import Hit
@@ -24,9 +26,13 @@ class Recommendation:
     tags: list[str] = field(default_factory=list)
     reason: str = ""
     payload: dict[str, Any] = field(default_factory=dict)
+    #: What `score` measures: "similarity" (the fused dot product; higher is closer, about -1
+    #: to 2 with the collaborative part) or "popularity" (the popular fallback: the number of
+    #: distinct users who interacted with the item).
+    score_kind: str = "similarity"
 
     @classmethod
-    def from_hit(cls, hit: Hit, reason: str = "", score: float | None = None) -> "Recommendation":
+    def from_hit(cls, hit: Hit, reason: str = "", score: float | None = None, score_kind: str = "similarity") -> "Recommendation":
         p = hit.payload
         return cls(
             item_id=str(p.get("item_id")),
@@ -36,7 +42,13 @@ class Recommendation:
             tags=list(p.get("tags", [])),
             reason=reason,
             payload=p,
+            score_kind=score_kind,
         )
+
+    @property
+    def fields(self) -> dict[str, Any]:
+        """The catalog's own fields of the item (price, brand, ...), without store-internal keys."""
+        return {k: v for k, v in self.payload.items() if k not in _NOT_FIELDS}
 
 
 class Results(list):
@@ -44,9 +56,16 @@ class Results(list):
 
     columns = ("item_id", "score", "name", "category", "tags", "reason")
 
+    def __getitem__(self, index):
+        found = super().__getitem__(index)
+        return Results(found) if isinstance(index, slice) else found
+
     def to_frame(self) -> pd.DataFrame:
-        rows = [{c: getattr(r, c) for c in self.columns} for r in self]
-        return pd.DataFrame(rows, columns=list(self.columns))
+        """One row per result: the columns above, then the catalog's own fields (never
+        store-internal keys), then `score_kind`."""
+        extra = list(dict.fromkeys(k for r in self for k in r.fields))
+        rows = [{**{c: getattr(r, c) for c in self.columns}, **r.fields, "score_kind": r.score_kind} for r in self]
+        return pd.DataFrame(rows, columns=[*self.columns, *extra, "score_kind"])
 
     @property
     def item_ids(self) -> list[str]:
@@ -89,15 +108,18 @@ def explain(
     nearest: np.ndarray | None,
     tag_counts: dict[str, float],
     categories: dict[str, float],
+    lead: str | None = None,
 ) -> list[str]:
     """Why each item was recommended: the history item it is closest to, and shared tags/category.
 
     `nearest[row]` is the index in `history_names` of the history item closest to hit `row`
-    (None: no history comparison).
+    (None: no history comparison); `lead` opens every reason (e.g. "matches 'garden hose'").
     """
     reasons = []
     for row, hit in enumerate(hits):
-        parts = [f"like {history_names[nearest[row]]}"] if nearest is not None else []
+        parts = [lead] if lead else []
+        if nearest is not None:
+            parts.append(f"like {history_names[nearest[row]]}")
         if hit.payload.get("category") in categories:
             parts.append(f"in {hit.payload['category']}")
         shared = [t for t in hit.payload.get("tags", []) if t in tag_counts][:3]
@@ -105,3 +127,7 @@ def explain(
             parts.append("tags " + ", ".join(shared))
         reasons.append("; ".join(parts))
     return reasons
+
+
+#: Payload keys that are not catalog fields: the result's own columns and store-internal keys.
+_NOT_FIELDS = frozenset({"item_id", "name", "category", "tags", *RESERVED_KEYS})

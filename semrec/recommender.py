@@ -593,7 +593,9 @@ class Recommender:
         """Items closest to a free text (e.g. "quiet wireless earphones"), by text alone."""
         text = clean_query_text(text)
         query = self.layout.query(self.encoder.encode_query(text))
-        return self._rank(query, self._check_k(k), self._filter(filter), diversity, None)
+        words = {w.strip(".,;:!?").lower() for w in text.split()}
+        basis = {"tag_counts": dict.fromkeys(words, 1.0), "lead": f"matches {text[:60]!r}"}
+        return self._rank(query, self._check_k(k), self._filter(filter), diversity, basis)
 
     def similar(
         self,
@@ -615,7 +617,13 @@ class Recommender:
         layout, cfg = self.layout, self.config.collaborative
         cf = l2_normalize(layout.cf_part(anchor.vector)) if layout.hybrid else None
         query = layout.query(layout.text_part(anchor.vector), cf, weight=cfg.weight, popularity_weight=cfg.popularity_weight)
-        return self._rank(self._push_down(query, pushed), self._check_k(k), flt, diversity, None)
+        p = anchor.payload
+        basis = {
+            "history": [{"item_id": iid, "name": p.get("name", iid)}],
+            "tag_counts": dict.fromkeys(p.get("tags", []), 1.0),
+            "category_counts": {p["category"]: 1.0} if p.get("category") else {},
+        }
+        return self._rank(self._push_down(query, pushed), self._check_k(k), flt, diversity, basis)
 
     def popular(self, k: int = 10, filter: dict[str, Any] | None = None) -> Results:
         """The items with the most distinct users, most popular first."""
@@ -625,7 +633,10 @@ class Recommender:
         if excluded:
             flt.exclude_ids = [*flt.exclude_ids, *(point_id("item", i) for i in excluded)]
         hits = self.store.top_by(ITEMS, "popularity", k, flt)
-        return Results(Recommendation.from_hit(h, "popular", score=float(h.payload.get("popularity", 0.0))) for h in hits)
+        return Results(
+            Recommendation.from_hit(h, "popular", score=float(h.payload.get("popularity", 0.0)), score_kind="popularity")
+            for h in hits
+        )
 
     def _near_duplicates(self, item_ids: list[str]) -> dict[str, list[tuple[str, float]]]:
         """Per item, the other items at least `near_duplicate` similar to it by text (one engine
@@ -669,7 +680,8 @@ class Recommender:
 
     # internals ---------------------------------------------------------------------------------
     def _rank(self, vector: np.ndarray, k: int, flt, diversity: float | None, profile: dict[str, Any] | None) -> Results:
-        """Query the items; with a stored `profile` (payload), give reasons drawn from it."""
+        """Query the items; with a `profile` (a stored profile's payload, or the same keys made
+        for a search or an anchor item), give reasons drawn from it."""
         diversity = self.config.diversity if diversity is None else diversity
         fetch = min(self.config.max_k, k * 4) if diversity > 0 else k
         hits = self.store.query(ITEMS, vector, fetch, flt, with_vectors=diversity > 0)
@@ -683,7 +695,10 @@ class Recommender:
         history = np.stack([by_id[i] for i in recent if i in by_id]) if names else None
         found = history is not None and all(i in by_id for i in hit_ids) and hit_ids
         nearest = (np.stack([by_id[i] for i in hit_ids]) @ history.T).argmax(axis=1) if found else None
-        reasons = explain(hits, names, nearest, profile.get("tag_counts", {}), profile.get("category_counts", {}))
+        lead = profile.get("lead")
+        if lead is None and not names and profile.get("interests"):
+            lead = "for your interests: " + ", ".join(profile["interests"][:3])
+        reasons = explain(hits, names, nearest, profile.get("tag_counts", {}), profile.get("category_counts", {}), lead)
         return Results(Recommendation.from_hit(h, r) for h, r in zip(hits, reasons))
 
     def _explanation_vectors(self, item_ids: list[str]) -> dict[str, np.ndarray]:
