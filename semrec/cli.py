@@ -56,7 +56,6 @@ EXIT_CODES = {
 #: Environment that keeps model loading quiet (no weight-loading bar, no advisory warnings).
 _QUIET_LOADING_ENV = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error"}
 #: Items read to learn what type each filtered field holds.
-_FILTER_SAMPLE_ITEMS = 1000
 #: Modules whose exceptions mean the Qdrant server failed (wrapped into one line naming the URL).
 _CLIENT_MODULES = ("qdrant_client", "httpx", "httpcore", "grpc", "h2")
 #: What library messages say in Python, and what the command line says instead.
@@ -260,6 +259,8 @@ KOpt = typer.Option(10, "--k", "-k", min=1, max=1000, help="How many results (1 
 FilterOpt = typer.Option(None, "--filter", help='JSON filter, e.g. \'{"category": "Kitchen", "price": {"lt": 50}}\'.')
 FormatOpt = typer.Option(None, "--format", case_sensitive=False, help="Output format (default: table on a terminal, json when piped or redirected).")
 OverwriteOpt = typer.Option(False, "--overwrite", help="Replace an existing output file.")
+NegativeOpt = typer.Option(None, "--negative", help="An item id to push away (with its near neighbours); repeat for more.")
+RulesOpt = typer.Option(None, "--rules", help='JSON ranking rules, e.g. \'{"boost": {"in_stock": 0.1}, "pin": ["el-001"], "hide": ["el-002"]}\'.')
 
 
 # checks made before the model loads ---------------------------------------------------------------
@@ -331,20 +332,30 @@ def _parse_filter(text: str | None) -> dict[str, Any] | None:
         raise CliError(f"--filter {text!r} is not JSON ({exc.msg} at column {exc.colno}); {example}.") from None
     if not spec:
         return None
-    if isinstance(spec, dict):
-        for key, value in spec.items():
-            for bound, number in (value.items() if isinstance(value, dict) else ()):
-                if isinstance(number, bool) or not isinstance(number, (int, float)):
-                    raise CliError(
-                        f"--filter: the range bound {bound!r} of {key!r} is {number!r}; expected a number, "
-                        f'e.g. {{"{key}": {{"{bound}": 50}}}}.'
-                    )
     from .store import parse_filter
 
     try:
         parse_filter(spec)
     except (ConfigError, ValueError, TypeError) as exc:
         raise CliError(f"--filter {text!r}: {exc}") from None
+    return spec
+
+
+def _parse_rules(text: str | None) -> dict[str, Any] | None:
+    """The --rules JSON (a RankingRules object), checked before anything opens."""
+    if text is None:
+        return None
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CliError(f"--rules {text!r} is not JSON ({exc.msg} at column {exc.colno}); e.g. --rules '{{\"boost\": {{\"in_stock\": 0.1}}}}'.") from None
+    from .ranking import RankingRules
+
+    try:
+        RankingRules.model_validate(spec)
+    except ValueError as exc:
+        first = exc.errors()[0] if hasattr(exc, "errors") else {"loc": (), "msg": str(exc)}
+        raise CliError(f"--rules: {'.'.join(map(str, first['loc'])) or 'value'}: {first['msg']}.") from None
     return spec
 
 
@@ -514,48 +525,12 @@ def _open(target: _Target) -> Iterator[Any]:
 
 
 def _check_filter_fields(rec: Any, spec: dict[str, Any] | None) -> None:
-    """Filter fields this store has, with values of the type it holds (checked on its items)."""
-    from .recommender import ITEMS, STORE_MANAGED_KEYS
-
-    if not spec or not rec.store.has_collection(ITEMS):
-        return
-    known = rec.store.payload_indexes(ITEMS)
-    offered = sorted({"category", *known} - {"category_levels", "item_id", *STORE_MANAGED_KEYS})
-    for key in spec:
-        if ("category_levels" if key == "category" else key) not in known:
-            raise CliError(f"--filter: cannot filter on {key!r}; it is not a catalog field of this store. Filterable fields: {', '.join(offered)}.")
-    samples: dict[str, Any] = {}  # a stored value of each field, from the first items that have one
-    for seen, hit in enumerate(rec.store.scroll(ITEMS, batch=200)):
-        for key in spec:
-            value = hit.payload.get(key)
-            if key not in samples and value not in (None, [], ""):
-                samples[key] = value[0] if isinstance(value, list) else value
-        if len(samples) == len(spec) or seen >= _FILTER_SAMPLE_ITEMS:
-            break
-    for key, value in spec.items():
-        if key in samples:
-            _check_filter_value(key, value, samples[key])
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true/false values"
-    if isinstance(value, (int, float)):
-        return "numbers"
-    return "text" if isinstance(value, str) else type(value).__name__
-
-
-def _check_filter_value(key: str, value: Any, stored: Any) -> None:
-    held = _kind(stored)
-    if isinstance(value, dict):
-        if held != "numbers":
-            raise CliError(f"--filter: {key!r} holds {held} (e.g. {stored!r}), so a range cannot match it; give a value, e.g. {{\"{key}\": {json.dumps(stored)}}}.")
-        return
-    for one in value if isinstance(value, list) else [value]:
-        given = _kind(one)
-        if given != held:
-            example = f'{{"{key}": {{"lt": 50}}}}' if held == "numbers" else f'{{"{key}": {json.dumps(stored)}}}'
-            raise CliError(f"--filter: {key!r} holds {held} (e.g. {stored!r}), but the filter gives {one!r} ({given}), which matches nothing; e.g. {example}.")
+    """Filter fields this store has, with values of the type each holds (the library's check,
+    made before any work so that the error names --filter)."""
+    try:
+        rec.check_filter(spec)
+    except ConfigError as exc:
+        raise CliError(f"--filter: {exc}") from None
 
 
 # output -------------------------------------------------------------------------------------------
@@ -753,6 +728,8 @@ def recommend(
     k: int = KOpt,
     filter: Optional[str] = FilterOpt,
     include_seen: bool = typer.Option(False, "--include-seen", help="Also rank items the user has seen."),
+    negative: Optional[list[str]] = NegativeOpt,
+    rules: Optional[str] = RulesOpt,
     store: Optional[str] = StoreOpt,
     url: Optional[str] = UrlOpt,
     timeout: Optional[float] = TimeoutOpt,
@@ -761,10 +738,11 @@ def recommend(
     """Recommendations for a user."""
     fmt = _format(format)
     spec = _parse_filter(filter)
+    ranking = _parse_rules(rules)
     target = _target(store, url, timeout, existing=True)
     with _open(target) as rec:
         _check_filter_fields(rec, spec)
-        rows = _result_rows(rec.recommend(user, k=k, filter=spec, exclude_seen=not include_seen))
+        rows = _result_rows(rec.recommend(user, k=k, filter=spec, exclude_seen=not include_seen, negatives=negative, rules=ranking))
     _emit_rows(rows, fmt, title=f"Recommendations for {user}")
 
 
@@ -773,6 +751,7 @@ def search(
     text: str = typer.Argument(..., help="Free text."),
     k: int = KOpt,
     filter: Optional[str] = FilterOpt,
+    rules: Optional[str] = RulesOpt,
     store: Optional[str] = StoreOpt,
     url: Optional[str] = UrlOpt,
     timeout: Optional[float] = TimeoutOpt,
@@ -780,13 +759,14 @@ def search(
 ) -> None:
     """Items closest to a text."""
     fmt = _format(format)
+    ranking = _parse_rules(rules)
     if not text.strip():
         raise CliError(f"TEXT {text!r} is empty; give words describing items, e.g. semrec search \"quiet earphones\".")
     spec = _parse_filter(filter)
     target = _target(store, url, timeout, existing=True)
     with _open(target) as rec:
         _check_filter_fields(rec, spec)
-        rows = _result_rows(rec.search(text, k=k, filter=spec))
+        rows = _result_rows(rec.search(text, k=k, filter=spec, rules=ranking))
     _emit_rows(rows, fmt, title=f"Search: {text!r}")
 
 
@@ -795,6 +775,8 @@ def similar(
     item: str = typer.Argument(..., help="Item id."),
     k: int = KOpt,
     filter: Optional[str] = FilterOpt,
+    negative: Optional[list[str]] = NegativeOpt,
+    rules: Optional[str] = RulesOpt,
     store: Optional[str] = StoreOpt,
     url: Optional[str] = UrlOpt,
     timeout: Optional[float] = TimeoutOpt,
@@ -802,11 +784,12 @@ def similar(
 ) -> None:
     """Items closest to an item."""
     fmt = _format(format)
+    ranking = _parse_rules(rules)
     spec = _parse_filter(filter)
     target = _target(store, url, timeout, existing=True)
     with _open(target) as rec:
         _check_filter_fields(rec, spec)
-        rows = _result_rows(rec.similar(item, k=k, filter=spec))
+        rows = _result_rows(rec.similar(item, k=k, filter=spec, negatives=negative, rules=ranking))
     _emit_rows(rows, fmt, title=f"Similar to {item}")
 
 

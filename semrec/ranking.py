@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from .catalog import RESERVED_KEYS
 import pandas as pd
@@ -79,6 +80,44 @@ class Results(list):
                      html.escape(r.category or ""), html.escape(", ".join(r.tags)), html.escape(r.reason)]
             body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
         return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+class DecayRule(BaseModel):
+    """Favour items whose date `field` is near `target` (default: now): the score gains
+    `weight` x decay, 1 at the target and 0.5 at `scale_days` from it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    field: str
+    weight: float = Field(0.1, ge=-10, le=10)
+    scale_days: float = Field(30.0, gt=0)
+    target: str | None = None
+    kind: Literal["exp", "gauss", "lin"] = "exp"
+
+
+class RankingRules(BaseModel):
+    """Business rules applied inside the engine's ranking, per request.
+
+    Args:
+        boost: numeric or bool catalog fields and weights: score += weight x value (e.g.
+            {"in_stock": 0.1, "margin": 0.05}; a missing value counts 0).
+        decay: favour recent (or upcoming) items by a date field.
+        pin: item ids shown first, in this order (if they exist).
+        hide: item ids never shown.
+        collaborative_weight / popularity_weight: override the configured weights for this
+            request (recommend and similar).
+        candidates: how many of the vector query's best items the engine rescores.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    boost: dict[str, float] = Field(default_factory=dict)
+    decay: DecayRule | None = None
+    pin: list[str] = Field(default_factory=list)
+    hide: list[str] = Field(default_factory=list)
+    collaborative_weight: float | None = Field(None, ge=0, le=10)
+    popularity_weight: float | None = Field(None, ge=-10, le=10)
+    candidates: int = Field(200, ge=1, le=10_000)
 
 
 def mmr(query: np.ndarray, hits: Sequence[Hit], k: int, diversity: float) -> list[Hit]:

@@ -15,16 +15,16 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .catalog import DEFAULT_TEMPLATE, Item, Reject, canonical_id, clean_query_text, load_catalog, read_table, write_rejects
 from .collaborative import CollaborativeConfig, VectorLayout, fit_item_parts, neighbour_mean
 from .encoders import Encoder, ModelFingerprint, l2_normalize, load_encoder
 from .errors import ConcurrentWriteError, ConfigError, ModelMismatchError, NotIndexedError, UnknownUserError
 from .profiles import Event, ProfileConfig, UserProfile, events_from_frame, make_event, pool_vectors, user_vector
-from .ranking import Recommendation, Results, explain, mmr
+from .ranking import RankingRules, Recommendation, Results, explain, mmr
 from .store import Hit, VectorStore, open_store, parse_filter, point_id
-from .store.base import Condition, Filter, LRUCache
+from .store.base import Condition, Filter, LRUCache, ScoreFormula, iso_datetime
 
 log = logging.getLogger(__name__)
 
@@ -540,6 +540,7 @@ class Recommender:
         diversity: float | None = None,
         explain_results: bool = True,
         negatives: list[Any] | None = None,
+        rules: RankingRules | dict | None = None,
     ) -> Results:
         """The top-k items for a user by dot product with their vector.
 
@@ -551,6 +552,7 @@ class Recommender:
         k = self._check_k(k)
         uid = canonical_id(user_id, "user_id")
         flt = self._filter(filter)
+        rules = self._rules(rules)
         pushed = self._negatives(negatives)
         hits = list(self._read_users([uid]).values())
         if not hits:
@@ -566,10 +568,10 @@ class Recommender:
         flt.exclude_ids = [point_id("item", i) for i in dict.fromkeys(excluded)]
         if not profile.get("history") and not profile.get("interests"):
             return self._popular(k, flt, [])  # only dislikes so far: nothing to be near yet
-        layout, cfg = self.layout, self.config.collaborative
+        layout = self.layout
         stored = hits[0].vector
-        query = layout.query(layout.text_part(stored), layout.cf_part(stored), weight=cfg.weight, popularity_weight=cfg.popularity_weight)
-        return self._rank(self._push_down(query, pushed), k, flt, diversity, profile if explain_results else None)
+        query = layout.query(layout.text_part(stored), layout.cf_part(stored), **self._weights(rules))
+        return self._rank(self._push_down(query, pushed), k, flt, diversity, profile if explain_results else None, rules)
 
     def recommend_many(
         self,
@@ -589,13 +591,21 @@ class Recommender:
             for u in user_ids
         }
 
-    def search(self, text: str, k: int = 10, filter: dict[str, Any] | None = None, *, diversity: float | None = None) -> Results:
+    def search(
+        self,
+        text: str,
+        k: int = 10,
+        filter: dict[str, Any] | None = None,
+        *,
+        diversity: float | None = None,
+        rules: RankingRules | dict | None = None,
+    ) -> Results:
         """Items closest to a free text (e.g. "quiet wireless earphones"), by text alone."""
         text = clean_query_text(text)
         query = self.layout.query(self.encoder.encode_query(text))
         words = {w.strip(".,;:!?").lower() for w in text.split()}
         basis = {"tag_counts": dict.fromkeys(words, 1.0), "lead": f"matches {text[:60]!r}"}
-        return self._rank(query, self._check_k(k), self._filter(filter), diversity, basis)
+        return self._rank(query, self._check_k(k), self._filter(filter), diversity, basis, self._rules(rules))
 
     def similar(
         self,
@@ -605,6 +615,7 @@ class Recommender:
         *,
         diversity: float | None = None,
         negatives: list[Any] | None = None,
+        rules: RankingRules | dict | None = None,
     ) -> Results:
         """Items closest to a given item (the item itself excluded): scored as for a user whose
         only event is this item (text, collaborative and popularity parts); `negatives` (item
@@ -614,16 +625,17 @@ class Recommender:
         flt = self._filter(filter)
         pushed = self._negatives(negatives)
         flt.exclude_ids = [anchor.id, *(point_id("item", i) for i in pushed)]
-        layout, cfg = self.layout, self.config.collaborative
+        layout = self.layout
         cf = l2_normalize(layout.cf_part(anchor.vector)) if layout.hybrid else None
-        query = layout.query(layout.text_part(anchor.vector), cf, weight=cfg.weight, popularity_weight=cfg.popularity_weight)
+        rules = self._rules(rules)
+        query = layout.query(layout.text_part(anchor.vector), cf, **self._weights(rules))
         p = anchor.payload
         basis = {
             "history": [{"item_id": iid, "name": p.get("name", iid)}],
             "tag_counts": dict.fromkeys(p.get("tags", []), 1.0),
             "category_counts": {p["category"]: 1.0} if p.get("category") else {},
         }
-        return self._rank(self._push_down(query, pushed), self._check_k(k), flt, diversity, basis)
+        return self._rank(self._push_down(query, pushed), self._check_k(k), flt, diversity, basis, rules)
 
     def popular(self, k: int = 10, filter: dict[str, Any] | None = None) -> Results:
         """The items with the most distinct users, most popular first."""
@@ -679,15 +691,29 @@ class Recommender:
         return (query - beta * layout.query(text, cf, weight=cfg.weight, popularity_weight=0.0)).astype(np.float32)
 
     # internals ---------------------------------------------------------------------------------
-    def _rank(self, vector: np.ndarray, k: int, flt, diversity: float | None, profile: dict[str, Any] | None) -> Results:
+    def _rank(
+        self, vector: np.ndarray, k: int, flt, diversity: float | None, profile: dict[str, Any] | None, rules: RankingRules | None = None
+    ) -> Results:
         """Query the items; with a `profile` (a stored profile's payload, or the same keys made
-        for a search or an anchor item), give reasons drawn from it."""
+        for a search or an anchor item), give reasons drawn from it; `rules` apply inside the
+        engine's ranking (boosts, decay), or as exclusions (hide) and leading results (pin)."""
         diversity = self.config.diversity if diversity is None else diversity
-        fetch = min(self.config.max_k, k * 4) if diversity > 0 else k
-        hits = self.store.query(ITEMS, vector, fetch, flt, with_vectors=diversity > 0)
-        hits = mmr(vector, hits, k, diversity) if diversity > 0 else hits
+        pinned: list[Hit] = []
+        formula = None
+        if rules is not None:
+            hidden = set(rules.hide)
+            pinned = [h for h in self._item_hits([i for i in rules.pin if i not in hidden], missing_ok=True)][:k]
+            flt.exclude_ids = [*flt.exclude_ids, *(point_id("item", i) for i in hidden), *(h.id for h in pinned)]
+            formula = self._formula(rules)
+            k -= len(pinned)
+        hits: list[Hit] = []
+        if k > 0:
+            fetch = min(self.config.max_k, k * 4) if diversity > 0 else k
+            hits = self.store.query(ITEMS, vector, fetch, flt, with_vectors=diversity > 0, formula=formula)
+            hits = mmr(vector, hits, k, diversity) if diversity > 0 else hits
+        leading = [Recommendation.from_hit(h, "pinned", score=0.0, score_kind="pinned") for h in pinned]
         if profile is None:
-            return Results(Recommendation.from_hit(h) for h in hits)
+            return Results([*leading, *(Recommendation.from_hit(h) for h in hits)])
         recent = {e["item_id"]: e["name"] for e in profile.get("history", [])[-20:]}
         hit_ids = [str(h.payload.get("item_id")) for h in hits]
         by_id = self._explanation_vectors(list(recent) + hit_ids)
@@ -699,7 +725,61 @@ class Recommender:
         if lead is None and not names and profile.get("interests"):
             lead = "for your interests: " + ", ".join(profile["interests"][:3])
         reasons = explain(hits, names, nearest, profile.get("tag_counts", {}), profile.get("category_counts", {}), lead)
-        return Results(Recommendation.from_hit(h, r) for h, r in zip(hits, reasons))
+        return Results([*leading, *(Recommendation.from_hit(h, r) for h, r in zip(hits, reasons))])
+
+    def _rules(self, rules: RankingRules | dict | None) -> RankingRules | None:
+        """Validated rules: boosted fields numeric or bool, the decay field a date."""
+        if rules is None:
+            return None
+        if isinstance(rules, dict):
+            try:
+                rules = RankingRules(**rules)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                raise ConfigError(
+                    f"rules: {'.'.join(map(str, first['loc']))}: {first['msg']} (got {first.get('input')!r}); see RankingRules."
+                ) from None
+        kinds = self.store.payload_index_kinds(ITEMS) if self.store.has_collection(ITEMS) else {}
+        for name in rules.boost:
+            if kinds.get(name) not in ("integer", "float", "bool"):
+                numeric = sorted(f for f, kind in kinds.items() if kind in ("integer", "float", "bool") and f not in STORE_MANAGED_KEYS)
+                raise ConfigError(
+                    f"rules.boost on {name!r}: it is not a numeric or true/false catalog field; boost one of: "
+                    f"{', '.join(numeric) or '(none in this catalog)'}."
+                )
+        if rules.decay is not None and kinds.get(rules.decay.field) != "datetime":
+            dates = sorted(f for f, kind in kinds.items() if kind == "datetime")
+            raise ConfigError(
+                f"rules.decay on {rules.decay.field!r}: it is not a date field (ISO dates such as "
+                f"'2026-11-01' in the catalog); date fields: {', '.join(dates) or '(none in this catalog)'}."
+            )
+        if rules.decay is not None and rules.decay.target is not None and iso_datetime(rules.decay.target) is None:
+            raise ConfigError(f"rules.decay.target {rules.decay.target!r} is not an ISO date such as '2026-12-01'.")
+        return rules
+
+    def _formula(self, rules: RankingRules) -> ScoreFormula | None:
+        if not rules.boost and rules.decay is None:
+            return None
+        decay = rules.decay
+        target = iso_datetime(decay.target) if decay and decay.target else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        kinds = self.store.payload_index_kinds(ITEMS)
+        return ScoreFormula(
+            boosts=tuple(rules.boost.items()),
+            bool_fields=tuple(f for f in rules.boost if kinds.get(f) == "bool"),
+            decay_field=decay.field if decay else None,
+            decay_target=target,
+            decay_scale_s=decay.scale_days * 86400.0 if decay else 0.0,
+            decay_weight=decay.weight if decay else 0.0,
+            decay_kind=decay.kind if decay else "exp",
+            candidates=rules.candidates,
+        )
+
+    def _weights(self, rules: RankingRules | None) -> dict[str, float]:
+        """The collaborative and popularity weights of a query (configured, or the request's)."""
+        cfg = self.config.collaborative
+        weight = cfg.weight if rules is None or rules.collaborative_weight is None else rules.collaborative_weight
+        popularity = cfg.popularity_weight if rules is None or rules.popularity_weight is None else rules.popularity_weight
+        return {"weight": weight, "popularity_weight": popularity}
 
     def _explanation_vectors(self, item_ids: list[str]) -> dict[str, np.ndarray]:
         """Items' vectors (text + collaborative parts) for the reasons (history items and the
@@ -1013,6 +1093,11 @@ class Recommender:
             raise NotIndexedError("No items are indexed yet; call index_items() with a catalog first.")
         return int(min(k, max(self.store.count(ITEMS), 1)))
 
+    def check_filter(self, spec: dict[str, Any] | None) -> None:
+        """Raise `ConfigError` (naming the field, the value and the fix) unless `spec` is a
+        filter this store can apply: known catalog fields, values of the kind each holds."""
+        self._filter(spec)
+
     def _filter(self, spec: dict[str, Any] | None):
         flt = parse_filter(spec, _FILTER_ALIASES)
         if flt.must and self.store.has_collection(ITEMS):
@@ -1143,19 +1228,31 @@ def _backoff() -> None:
     time.sleep(random.uniform(0.0005, 0.005))
 
 
+_HELD = {"keyword": "text", "integer": "numbers", "float": "numbers", "bool": "true/false values", "datetime": "dates"}
+
+
 def _typed_condition(condition: Condition, kind: str | None) -> Condition:
     """Check a filter condition against the kind of values its field holds (None: unknown);
     an exact number on a float field becomes a one-point range (engines match floats by range)."""
     name = {"category_levels": "category"}.get(condition.field, condition.field)
     values = condition.value if condition.op == "any" else [condition.value]
-    if kind is None or condition.op == "range" and kind in ("integer", "float"):
+    if condition.op == "range":
+        dates = [isinstance(v, str) for v in condition.value.values()]
+        if kind is None or (kind in ("integer", "float") and not any(dates)) or (kind == "datetime" and all(dates)):
+            return condition
+        if kind in ("integer", "float", "datetime"):
+            want = "ISO dates such as '2026-11-01'" if kind == "datetime" else "numbers"
+            raise ConfigError(f"filter on {name!r} has range {condition.value!r}, but {name!r} holds {_HELD[kind]}; use {want}.")
+    if kind is None:
         return condition
+    if kind == "datetime":
+        raise ConfigError(f"filter on {name!r} needs a date range, e.g. {{{name!r}: {{'gte': '2026-11-01'}}}}.")
     expected = {"keyword": (str,), "integer": (int,), "float": (int, float), "bool": (bool,)}[kind]
     if condition.op == "range" or not all(isinstance(v, expected) and (kind == "bool") == isinstance(v, bool) for v in values):
         example = {"keyword": "'text'", "integer": "3 or {'gte': 1, 'lt': 5}", "float": "{'gte': 10, 'lt': 50}", "bool": "true"}[kind]
         raise ConfigError(
             f"filter on {name!r} has {'a range' if condition.op == 'range' else 'value ' + repr(condition.value)}, "
-            f"but {name!r} holds {kind} values; use a {kind} value such as {example}."
+            f"but {name!r} holds {_HELD[kind]}; use e.g. {example}."
         )
     if kind == "float" and condition.op == "eq":
         return Condition(condition.field, "range", {"gte": float(condition.value), "lte": float(condition.value)})
@@ -1172,7 +1269,7 @@ def _index_kind(value: Any) -> str:
     if isinstance(value, float):
         return "float"
     if isinstance(value, str):
-        return "keyword"
+        return "datetime" if iso_datetime(value) is not None else "keyword"
     if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
         return "keyword"
     return "none"

@@ -245,6 +245,20 @@ def create_app(settings: ServiceSettings | None = None, recommender: Any = None)
             raise _HttpError(422, "invalid", f"filter {filter!r} must be a JSON object such as {{\"category\": \"Kitchen\"}}.")
         return spec
 
+    def rules_param(rules: str | None = Query(None, description='JSON RankingRules, e.g. {"boost": {"in_stock": 0.1}, "pin": ["el-001"]}')):
+        if rules is None or not rules.strip():
+            return None
+        try:
+            spec = json.loads(rules, parse_constant=_no_constant)
+        except ValueError as exc:
+            raise _HttpError(422, "invalid", f"rules {rules!r} is not JSON ({exc}); expected e.g. {{\"boost\": {{\"in_stock\": 0.1}}}}.") from None
+        if not isinstance(spec, dict):
+            raise _HttpError(422, "invalid", f"rules {rules!r} must be a JSON object such as {{\"hide\": [\"el-001\"]}}.")
+        return spec
+
+    def negatives_param(negative: list[str] | None = Query(None, description="Item ids to push away (repeat the parameter).")):
+        return negative or None
+
     def k_param(k: int = Query(10, ge=1, le=1000, description="How many results (1-1000).")) -> int:
         return k
 
@@ -321,25 +335,37 @@ def create_app(settings: ServiceSettings | None = None, recommender: Any = None)
         filter: dict | None = Depends(filter_param),
         diversity: float | None = Query(None, ge=0, le=1, description="MMR trade-off, 0 = pure relevance."),
         exclude_seen: bool = Query(True),
+        negatives: list[str] | None = Depends(negatives_param),
+        rules: dict | None = Depends(rules_param),
     ) -> dict[str, Any]:
-        """The top-k items for a user (unknown users get the most popular items)."""
-        results = rec().recommend(user_id, k=k, filter=filter, exclude_seen=exclude_seen, diversity=diversity)
+        """The top-k items for a user (unknown users get the most popular items); `negative`
+        item ids are left out and their neighbours pushed down; `rules` boost, decay, pin, hide."""
+        results = rec().recommend(
+            user_id, k=k, filter=filter, exclude_seen=exclude_seen, diversity=diversity, negatives=negatives, rules=rules
+        )
         return {"user_id": user_id, "results": _rows(results)}
 
     # items -------------------------------------------------------------------------------------
     @app.get("/items/{item_id}/similar", tags=["recommendations"], dependencies=guarded)
-    def similar(item_id: str, k: int = Depends(k_param), filter: dict | None = Depends(filter_param)) -> dict[str, Any]:
+    def similar(
+        item_id: str,
+        k: int = Depends(k_param),
+        filter: dict | None = Depends(filter_param),
+        negatives: list[str] | None = Depends(negatives_param),
+        rules: dict | None = Depends(rules_param),
+    ) -> dict[str, Any]:
         """Items like this one."""
-        return {"item_id": item_id, "results": _rows(rec().similar(item_id, k=k, filter=filter))}
+        return {"item_id": item_id, "results": _rows(rec().similar(item_id, k=k, filter=filter, negatives=negatives, rules=rules))}
 
     @app.get("/search", tags=["recommendations"], dependencies=guarded)
     def search(
         q: str = Query(..., min_length=1, max_length=MAX_QUERY_CHARS, description="Words describing items."),
         k: int = Depends(k_param),
         filter: dict | None = Depends(filter_param),
+        rules: dict | None = Depends(rules_param),
     ) -> dict[str, Any]:
         """Items closest to a text."""
-        return {"q": q, "results": _rows(rec().search(q, k=k, filter=filter))}
+        return {"q": q, "results": _rows(rec().search(q, k=k, filter=filter, rules=rules))}
 
     @app.put("/items", tags=["items"], dependencies=guarded)
     def put_items(body: ItemsIn) -> dict[str, Any]:
@@ -400,12 +426,10 @@ def _error(request, metrics: Metrics, status: int, kind: str, message: str, deta
 
 
 def _rows(results) -> list[dict[str, Any]]:
-    internal = {"text", "category_levels", "popularity", "cf_interactions", "item_id", "name", "category", "tags"}
     return [
         {
             "item_id": r.item_id, "score": round(float(r.score), 6), "name": r.name, "category": r.category,
-            "tags": r.tags, "reason": r.reason,
-            "fields": {k: v for k, v in r.payload.items() if k not in internal},
+            "tags": r.tags, "reason": r.reason, "score_kind": r.score_kind, "fields": r.fields,
         }
         for r in results
     ]

@@ -46,10 +46,10 @@ def _frame(rows: list[dict]) -> pd.DataFrame:
 @pytest.mark.parametrize(
     "spec, message",
     [
-        ({"price": {"lt": float("nan")}}, r"filter on 'price' has range value nan for 'lt'; expected a finite number, e\.g\. \{'price': \{'lt': 50\}\}"),
+        ({"price": {"lt": float("nan")}}, r"filter on 'price' has range value nan for 'lt'; expected a finite number or an ISO date, e\.g\. \{'price': \{'lt': 50\}\}"),
         ({"price": {"lt": float("inf")}}, r"range value inf for 'lt'; expected a finite number"),
         ({"price": {"gte": -math.inf}}, r"range value -inf for 'gte'"),
-        ({"price": {"lt": "cheap"}}, r"filter on 'price' has range value 'cheap' for 'lt'; expected a finite number, e\.g\. \{'price': \{'lt': 50\}\}"),
+        ({"price": {"lt": "cheap"}}, r"filter on 'price' has range value 'cheap' for 'lt'; expected a finite number or an ISO date, e\.g\. \{'price': \{'lt': 50\}\}"),
         ({"price": {"lt": True}}, r"range value True for 'lt'; expected a finite number"),
         ({"price": {"lt": None}}, r"range value None for 'lt'"),
         ({"price": {"lt": 10**5000}}, r"range value <int> for 'lt'"),

@@ -190,3 +190,18 @@ def test_eight_threads_of_mixed_requests(client, catalog):
     for uid, items_sent in sent.items():
         profile = client.get(f"/users/{uid}").json()
         assert set(profile["seen"]) == items_sent and profile["events"] == counts[uid]
+
+
+def test_negatives_and_rules_over_http(client):
+    client.post("/events", json={"user_id": "n", "item_id": "el-001", "ts": 1_700_000_000})
+    top = client.get("/users/n/recommendations", params={"k": 3}).json()["results"]
+    first = top[0]["item_id"]
+    pushed = client.get("/users/n/recommendations", params={"k": 3, "negative": [first]}).json()["results"]
+    assert first not in [r["item_id"] for r in pushed]
+    pinned = client.get("/users/n/recommendations", params={"k": 3, "rules": json.dumps({"pin": ["ki-001"]})}).json()
+    assert pinned["results"][0]["item_id"] == "ki-001" and pinned["results"][0]["score_kind"] == "pinned"
+    similar = client.get("/items/el-001/similar", params={"k": 3, "negative": ["el-002"]}).json()["results"]
+    assert "el-002" not in [r["item_id"] for r in similar]
+    bad = client.get("/users/n/recommendations", params={"rules": json.dumps({"boost": {"name": 1}})})
+    assert bad.status_code == 422 and "rules.boost on 'name'" in bad.json()["message"]
+    assert client.get("/search", params={"q": "kettle", "rules": "{oops"}).status_code == 422

@@ -7,6 +7,7 @@ import numbers
 import re
 import threading
 import uuid
+from datetime import datetime, timezone
 from collections import OrderedDict
 from functools import lru_cache
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from ..errors import ConfigError
 _NAMESPACE = uuid.UUID("6f1c1b0e-5a8e-4d0c-9b9a-5e6d2c1f7a10")
 
 #: Payload index kinds, named the same in both backends.
-IndexKind = Literal["keyword", "integer", "float", "bool"]
+IndexKind = Literal["keyword", "integer", "float", "bool", "datetime"]
 #: How `upsert` treats existing and new points (Qdrant's update modes).
 UpdateMode = Literal["upsert", "insert_only", "update_only"]
 
@@ -206,8 +207,11 @@ def _check_field(key: Any) -> None:
         )
 
 
-def _range_bound(key: str, op: Any, value: Any) -> float:
-    """One end of a range: a finite number (not a bool, not text)."""
+def _range_bound(key: str, op: Any, value: Any) -> float | str:
+    """One end of a range: a finite number (not a bool), or a date as ISO-8601 text
+    ("2026-11-01" or "2026-11-01T08:00:00Z", returned as UTC "YYYY-MM-DDTHH:MM:SSZ")."""
+    if isinstance(value, str) and (date := iso_datetime(value)) is not None:
+        return date
     number = math.nan
     if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
         try:
@@ -217,7 +221,7 @@ def _range_bound(key: str, op: Any, value: Any) -> float:
     if not math.isfinite(number):
         raise ConfigError(
             f"filter on {key!r} has range value {_short(value)} for {op!r}; expected a finite "
-            f"number, e.g. {{{key!r}: {{{op!r}: 50}}}}."
+            f"number or an ISO date, e.g. {{{key!r}: {{{op!r}: 50}}}} or {{{key!r}: {{{op!r}: '2026-11-01'}}}}."
         )
     return number
 
@@ -247,6 +251,49 @@ def _match_value(key: str, value: Any, what: str) -> str | int | bool:
         f"filter on {key!r} has {what} {_short(value)}; expected a string, integer, bool, list, "
         f"or a range dict such as {{'{key}': {{'gte': 10, 'lt': 50}}}}."
     )
+
+
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$")
+
+
+def iso_datetime(text: str) -> str | None:
+    """`text` as a UTC ISO-8601 time ("YYYY-MM-DDTHH:MM:SSZ") when it is an ISO date or
+    date-time (a zone-less time is UTC), else None.
+
+    Example:
+        >>> iso_datetime("2026-11-01"), iso_datetime("soon")
+        ('2026-11-01T00:00:00Z', None)
+    """
+    if not _ISO_DATE.match(text):
+        return None
+    try:
+        stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=timezone.utc)
+    return stamp.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class ScoreFormula:
+    """Business rules the engine applies while ranking: the final score is
+
+        score + sum(weight x field) + decay_weight x decay(date field, around `decay_target`)
+
+    computed by the engine over the best `candidates` points of the vector query (a missing
+    field counts 0; decay is 1 at the target time, 0.5 at `decay_scale_s` seconds from it).
+    """
+
+    boosts: tuple[tuple[str, float], ...] = ()
+    #: Boosted fields holding true/false (they count 1 when true).
+    bool_fields: tuple[str, ...] = ()
+    decay_field: str | None = None
+    decay_target: str | None = None
+    decay_scale_s: float = 30 * 86400.0
+    decay_weight: float = 0.0
+    decay_kind: Literal["exp", "gauss", "lin"] = "exp"
+    candidates: int = 200
 
 
 class VectorStore(Protocol):
@@ -302,9 +349,10 @@ class VectorStore(Protocol):
         filter: Filter | None = None,
         exact: bool | None = None,
         with_vectors: bool = False,
+        formula: ScoreFormula | None = None,
     ) -> list[Hit]:
         """The k points with the largest dot product (exact when `exact` or the set is small;
-        k points whenever k match the filter)."""
+        k points whenever k match the filter), rescored by `formula` when given."""
 
     def top_by(self, name: str, field_name: str, k: int, filter: Filter | None = None) -> list[Hit]:
         """The k points with the largest value of a numeric payload field (indexed)."""

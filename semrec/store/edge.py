@@ -26,7 +26,7 @@ from ..files import (
     store_folder,
     version_ids,
 )
-from .base import HNSW_EF, Condition, Filter, Hit, IndexKind, LRUCache, UpdateMode, query_filled, use_exact
+from .base import HNSW_EF, Condition, Filter, Hit, IndexKind, LRUCache, ScoreFormula, UpdateMode, query_filled, use_exact
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,9 @@ _INDEX_TYPES = {
     "integer": qe.PayloadSchemaType.Integer,
     "float": qe.PayloadSchemaType.Float,
     "bool": qe.PayloadSchemaType.Integer,
+    "datetime": qe.PayloadSchemaType.Datetime,
 }
+_DECAYS = {"exp": qe.DecayKind.Exp, "gauss": qe.DecayKind.Gauss, "lin": qe.DecayKind.Lin}
 
 
 class EdgeStore:
@@ -373,19 +375,27 @@ class EdgeStore:
         filter: Filter | None = None,
         exact: bool | None = None,
         with_vectors: bool = False,
+        formula: ScoreFormula | None = None,
     ) -> list[Hit]:
         shard = self._shard(name)
         condition = _edge_filter(filter, self._exclusions)
         nearest = qe.Query.Nearest(np.asarray(vector, dtype=np.float32).tolist(), using=VECTOR)
 
         def search(exact: bool) -> list[Hit]:
+            params = qe.SearchParams(exact=exact, hnsw_ef=HNSW_EF)
+            if formula is None:
+                query, prefetches, where = nearest, None, condition
+            else:  # the engine rescores the vector query's best candidates
+                query, where = _edge_formula(formula), None
+                prefetches = [qe.Prefetch(max(k, formula.candidates), query=nearest, filter=condition, params=params)]
             request = qe.QueryRequest(
                 limit=k,
-                query=nearest,
-                filter=condition,
+                query=query,
+                prefetches=prefetches,
+                filter=where,
                 with_payload=True,
                 with_vector=[VECTOR] if with_vectors else False,
-                params=qe.SearchParams(exact=exact, hnsw_ef=HNSW_EF),
+                params=params,
             )
             return [self._hit(name, p, with_vectors) for p in shard.query(request)]
 
@@ -568,7 +578,24 @@ def _edge_condition(condition: Condition) -> Any:
         return qe.FieldCondition(condition.field, match=qe.MatchValue(value))
     if condition.op == "any":
         return qe.FieldCondition(condition.field, match=qe.MatchAny(condition.value))
+    if any(isinstance(v, str) for v in condition.value.values()):
+        return qe.FieldCondition(condition.field, range=qe.RangeDateTime(**condition.value))
     return qe.FieldCondition(condition.field, range=qe.RangeFloat(**condition.value))
+
+
+def _edge_formula(formula: ScoreFormula) -> qe.Formula:
+    E = qe.Expression
+    terms = [E.Variable("$score")]
+    terms += [E.Mult([E.Constant(float(w)), E.Variable(f)]) for f, w in formula.boosts]
+    defaults: dict[str, Any] = {f: 0 for f, _ in formula.boosts}
+    if formula.decay_field and formula.decay_weight:
+        decay = E.Decay(
+            _DECAYS[formula.decay_kind], E.DatetimeKey(formula.decay_field), E.Datetime(formula.decay_target),
+            0.5, float(formula.decay_scale_s),
+        )
+        terms.append(E.Mult([E.Constant(float(formula.decay_weight)), decay]))
+        defaults[formula.decay_field] = "1970-01-01T00:00:00Z"  # undated: as old as can be
+    return qe.Formula(E.Sum(terms), defaults)
 
 
 class _ExclusionCache(LRUCache):

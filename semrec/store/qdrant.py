@@ -9,7 +9,7 @@ import numpy as np
 from qdrant_client import QdrantClient, models
 
 from ..errors import ConfigError
-from .base import HNSW_EF, Condition, Filter, Hit, IndexKind, UpdateMode, query_filled, use_exact
+from .base import HNSW_EF, Condition, Filter, Hit, IndexKind, ScoreFormula, UpdateMode, query_filled, use_exact
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,7 @@ _SCHEMAS = {
     "integer": models.PayloadSchemaType.INTEGER,
     "float": models.PayloadSchemaType.FLOAT,
     "bool": models.PayloadSchemaType.BOOL,
+    "datetime": models.PayloadSchemaType.DATETIME,
 }
 
 
@@ -197,19 +198,24 @@ class QdrantStore:
         filter: Filter | None = None,
         exact: bool | None = None,
         with_vectors: bool = False,
+        formula: ScoreFormula | None = None,
     ) -> list[Hit]:
         query, query_filter = np.asarray(vector, dtype=np.float32).tolist(), _client_filter(filter)
 
         def search(exact: bool) -> list[Hit]:
+            params = None if self.local else models.SearchParams(exact=exact, hnsw_ef=HNSW_EF)
+            options: dict[str, Any] = {"query": query, "using": VECTOR, "query_filter": query_filter, "search_params": params}
+            if formula is not None:  # the engine rescores the vector query's best candidates
+                prefetch = models.Prefetch(
+                    query=query, using=VECTOR, filter=query_filter, limit=max(k, formula.candidates), params=params
+                )
+                options = {"query": _client_formula(formula), "prefetch": [prefetch]}
             response = self.client.query_points(
                 self._name(name),
-                query=query,
-                using=VECTOR,
                 limit=k,
-                query_filter=query_filter,
                 with_payload=True,
                 with_vectors=[VECTOR] if with_vectors else False,
-                search_params=None if self.local else models.SearchParams(exact=exact, hnsw_ef=HNSW_EF),
+                **options,
             )
             return [_hit(p, with_vectors) for p in response.points]
 
@@ -275,7 +281,34 @@ def _client_condition(condition: Condition) -> Any:
         return models.FieldCondition(key=condition.field, match=models.MatchValue(value=condition.value))
     if condition.op == "any":
         return models.FieldCondition(key=condition.field, match=models.MatchAny(any=condition.value))
+    if any(isinstance(v, str) for v in condition.value.values()):
+        return models.FieldCondition(key=condition.field, range=models.DatetimeRange(**condition.value))
     return models.FieldCondition(key=condition.field, range=models.Range(**condition.value))
+
+
+def _client_formula(formula: ScoreFormula) -> models.FormulaQuery:
+    terms: list[Any] = ["$score"]
+    for name, w in formula.boosts:
+        value: Any = name
+        if name in formula.bool_fields:  # a true/false field is a condition: 1 when true
+            value = models.FieldCondition(key=name, match=models.MatchValue(value=True))
+        terms.append(models.MultExpression(mult=[float(w), value]))
+    defaults: dict[str, Any] = {f: 0 for f, _ in formula.boosts if f not in formula.bool_fields}
+    if formula.decay_field and formula.decay_weight:
+        params = models.DecayParamsExpression(
+            x=models.DatetimeKeyExpression(datetime_key=formula.decay_field),
+            target=models.DatetimeExpression(datetime=formula.decay_target),
+            scale=float(formula.decay_scale_s),
+            midpoint=0.5,
+        )
+        decay = {
+            "exp": lambda: models.ExpDecayExpression(exp_decay=params),
+            "gauss": lambda: models.GaussDecayExpression(gauss_decay=params),
+            "lin": lambda: models.LinDecayExpression(lin_decay=params),
+        }[formula.decay_kind]()
+        terms.append(models.MultExpression(mult=[float(formula.decay_weight), decay]))
+        defaults[formula.decay_field] = "1970-01-01T00:00:00Z"
+    return models.FormulaQuery(formula=models.SumExpression(sum=terms), defaults=defaults)
 
 
 def _client_filter(filter: Filter | None) -> models.Filter | None:
