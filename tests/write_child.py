@@ -116,9 +116,12 @@ def check_after_crash(rec, lines: list[dict]) -> dict:
             keys_of[uid] = set(profile.event_keys) if profile else set()
         return keys_of[uid]
 
+    erasing = {in_flight["forget"]} if in_flight and "forget" in in_flight else set()  # may have finished
     for ack in acked:
         for e in ack.get("events", []):
-            if e["user_id"] not in forgotten and event_key(e["item_id"], "view", e["ts"]) not in keys(e["user_id"]):
+            if e["user_id"] in forgotten | erasing:
+                continue
+            if event_key(e["item_id"], "view", e["ts"]) not in keys(e["user_id"]):
                 report["lost_events"] += 1
     report["resurrected_users"] = sum(rec.profile(u) is not None for u in forgotten)
     if in_flight and "events" in in_flight:
