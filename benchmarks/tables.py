@@ -62,14 +62,12 @@ def negatives(data: dict) -> str:
 
 
 def encode_multilingual(data: dict) -> str:
-    if "table" in data:
-        return data["table"]
-    rows = data.get("rows") or data.get("results") or []
-    if not rows:
-        return "(no rows)"
-    keys = list(rows[0])
-    return "\n".join(["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-                     + ["| " + " | ".join(str(r[k]) for k in keys) + " |" for r in rows])
+    lines = ["| model | backend (asked -> used) | dim | texts/s | vs MiniLM torch | query p50 ms | load s |",
+             "|---|---|---|---|---|---|---|"]
+    for r in data["rows"]:
+        lines.append(f"| {r['model']} | {r['asked_backend']} -> {r['backend']} | {r['dim']} | {r['texts_per_s']:,.0f} | "
+                     f"{r['vs_minilm_torch']:.2f}x | {r['query_p50_ms']} | {r['load_s']} |")
+    return "\n".join(lines)
 
 
 RENDER = {"crash": crash, "crash-run1": crash, "serve_load": serve_load, "negatives": negatives, "encode_multilingual": encode_multilingual}

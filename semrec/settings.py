@@ -11,7 +11,7 @@ class Settings(BaseSettings):
     `SEMREC_API_KEY` (the key clients of `semrec serve` must send; also sent to the Qdrant server
     when `SEMREC_QDRANT_API_KEY` is not set),
     `SEMREC_TIMEOUT` (seconds to wait for the server to answer), `SEMREC_MODEL`
-    (sentence-transformers name or folder), `SEMREC_DEVICE`.
+    (sentence-transformers name or folder, or "use-multilingual"), `SEMREC_DEVICE`.
 
     Example:
         >>> Settings(url="http://localhost:6333").timeout
