@@ -670,13 +670,14 @@ def index(
     summary = {
         "store": str(target), "indexed": report.indexed, "rejected": len(report.rejected),
         "rejects_path": str(report.rejects_path) if report.rejects_path else None,
-        "language_warning": getattr(report, "language_warning", None),
     }
+    if report.language_warning:
+        summary["language_warning"] = report.language_warning
     human = f"indexed {report.indexed}, rejected {len(report.rejected)}"
     if report.rejected:
         human += f"; rejected rows written to {report.rejects_path}"
-    if summary["language_warning"]:
-        human += f"\nwarning: {summary['language_warning']}"
+    if report.language_warning:
+        human += f"\nwarning: {report.language_warning}"
     _emit_summary(summary, fmt, human)
     if report.rejected:
         raise typer.Exit(EXIT_PARTIAL)

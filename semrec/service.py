@@ -2,7 +2,7 @@
 
 One `Recommender` per process, opened in the app's lifespan. Handlers are plain functions that
 FastAPI runs on its thread pool, so requests run concurrently; the Recommender's write path is
-what keeps concurrent writers correct (see `Recommender._update_users`). An embedded store is
+what keeps concurrent writers correct (see `semrec.users.ProfileService`). An embedded store is
 owned by one process: run one service process per store folder, or use a Qdrant server to run
 several.
 

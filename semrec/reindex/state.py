@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 from ..catalog import Item
 from ..files import StateFileError
-from ..recommender import STORE_MANAGED_KEYS
+from ..schema import STORE_MANAGED_KEYS
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 #: SQLite errors that mean the file itself is damaged or is not a state file (others, such as

@@ -31,7 +31,15 @@ from ..errors import ConfigError
 from ..profiles import ProfileConfig
 from .card import write_card
 from .pairs import history_pairs
-from .trainer import LiveEncoder, TrainConfig, load_model, mine_negatives, pick_device, train
+from .trainer import (
+    LiveEncoder,
+    TrainConfig,
+    check_trainable,
+    load_model,
+    mine_negatives,
+    pick_device,
+    train,
+)
 
 log = logging.getLogger(__name__)
 
@@ -197,6 +205,7 @@ def finetune(
     from ..evaluation.cache import CachedEncoder
     from ..evaluation.splits import leave_last_out
 
+    check_trainable(base_model)  # before any data is read
     config = config or TrainConfig()
     profile = profile or ProfileConfig()
     device = pick_device(config.device)

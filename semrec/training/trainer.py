@@ -140,8 +140,24 @@ def pick_device(device: str | None = None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def check_trainable(model: str | Path | None) -> None:
+    """Refuse, with a `ConfigError`, a model that cannot be fine-tuned (USE multilingual)."""
+    from ..encoders.usem3_backend import USE_MODEL, is_use_model
+
+    if is_use_model(model):
+        raise ConfigError(
+            f"Model {str(model)!r} ({USE_MODEL}: Google's Universal Sentence Encoder multilingual "
+            "v3) cannot be fine-tuned: semrec runs it as fixed numpy weights, with no trainable "
+            "graph. Fine-tune a sentence-transformers model instead: base_model=None (the default "
+            "all-MiniLM-L6-v2) or, for a catalog that is not English, a multilingual one such as "
+            "'sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2' (a local folder or a "
+            "name available offline)."
+        )
+
+
 def load_model(model: str | Path | None = None, *, device: str | None = None, max_seq_length: int | None = None):
     """A trainable `SentenceTransformer` (None: the packaged all-MiniLM-L6-v2)."""
+    check_trainable(model)
     require("torch", "train")
     from sentence_transformers import SentenceTransformer
 

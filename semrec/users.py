@@ -1,0 +1,480 @@
+"""The profile service: every write of user points, the profile cache, erasure and replay.
+
+Concurrent writers stay correct at three levels: in-process, writers of one user queue on a lock
+stripe; across processes, each profile write is conditional on the revision token it read
+(compare-and-swap), and the loser re-reads and re-applies; after a crash, the items a write left
+uncounted (its pending marks) are recounted and an interrupted erasure is finished when the
+store next opens (`prepare`). During a blue-green rebuild, writes are logged for the new version,
+which replays them (`replay_changes`).
+
+Example:
+    >>> users = ProfileService(store, schema, items, encoder, RecommenderConfig())
+    >>> users.prepare()
+    >>> profiles, outcomes = users.record([make_event("u1", "el-001")], "raise")
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+import uuid
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+
+from .catalog import canonical_id
+from .encoders import Encoder
+from .errors import ConcurrentWriteError, ConfigError, NotIndexedError
+from .items import ItemStore
+from .profiles import Event, UserProfile, pool_vectors, user_vector
+from .schema import ERASING, ITEMS, PENDING, REVISION, USERS, Schema
+from .store import Hit, VectorStore, point_id
+from .store.base import Condition, Filter, LRUCache
+
+if TYPE_CHECKING:  # the settings model is defined (and exported) with the facade
+    from .recommender import RecommenderConfig
+
+log = logging.getLogger(__name__)
+
+#: Stored user points (profile payload and vector) kept in memory between `recommend` calls, on
+#: the embedded store only: its folder lock makes this process the only writer, and every write
+#: to a profile here evicts it.
+_PROFILE_CACHE_USERS = 2_000
+#: Compare-and-swap attempts before a write gives up with `ConcurrentWriteError`.
+_WRITE_ATTEMPTS = 30
+#: In-process writers of different users run in parallel; one user's writers queue (lock striping).
+_USER_LOCK_STRIPES = 64
+
+
+class ProfileService:
+    """User profiles and their vectors: the one write path of the user collection.
+
+    Args:
+        store: the vector store.
+        schema: names, layout and collection creation.
+        items: the items events refer to (read for their fields and vectors; their popularity is
+            recounted after each write).
+        encoder: encodes each profile's summary text.
+        config: the profile settings and the encoding batch size.
+    """
+
+    def __init__(self, store: VectorStore, schema: Schema, items: ItemStore, encoder: Encoder, config: RecommenderConfig) -> None:
+        self.store = store
+        self.schema = schema
+        self.items = items
+        self.encoder = encoder
+        self.config = config
+        self._profile_cache = LRUCache(_PROFILE_CACHE_USERS) if store.kind == "edge" else None  # user id -> Hit
+        self._user_locks = [threading.Lock() for _ in range(_USER_LOCK_STRIPES)]
+        #: Writes that lost a compare-and-swap to another writer and were re-applied.
+        self.write_conflicts = 0
+
+    # writes ------------------------------------------------------------------------------------
+    def record(self, events: list[Event], on_unknown: str) -> tuple[dict[str, UserProfile], list[str]]:
+        """Apply validated events; returns the profiles written and, per event in order,
+        "recorded", "duplicate" (already stored) or "unknown_item". With `on_unknown="raise"`
+        nothing is recorded if an item is not in the catalog (`NotIndexedError`)."""
+        item_ids = list(dict.fromkeys(e.item_id for e in events))
+        items = {h.payload["item_id"]: h for h in self.items.hits(item_ids, missing_ok=True)} if item_ids else {}
+        unknown = [i for i in item_ids if i not in items]
+        if unknown and on_unknown == "raise":
+            raise NotIndexedError(
+                f"{len(unknown)} item id(s) not in the catalog, e.g. {unknown[:5]}; nothing was "
+                "recorded. Index them first with index_items(), or pass on_unknown_item='skip'."
+            )
+        given = events
+        order = sorted(range(len(events)), key=lambda n: events[n].ts)
+        outcomes = ["unknown_item"] * len(events)
+        by_user: dict[str, list[int]] = defaultdict(list)
+        for n in order:
+            if events[n].item_id in items:
+                by_user[events[n].user_id].append(n)
+        config = self.config.profile
+        disliked = {e.item_id for e in events if e.kind in config.negative_kinds and e.item_id in items}
+        near = self.items.near_duplicates(sorted(disliked), config.near_duplicate) if disliked else {}
+
+        def applier(user_events: list[int]):
+            def apply(profile: UserProfile) -> int:
+                for n in user_events:  # a retry after a lost race decides again
+                    event = given[n]
+                    added = profile.add(event, items[event.item_id].payload, config)
+                    outcomes[n] = "recorded" if added else "duplicate"
+                    if added and event.kind in config.negative_kinds:
+                        strength = profile.negatives.get(event.item_id, 0.0)
+                        for other, similarity in near.get(event.item_id, []):
+                            profile.negatives[other] = max(profile.negatives.get(other, 0.0), strength * similarity)
+                return sum(outcomes[n] == "recorded" for n in user_events)
+
+            return apply
+
+        profiles, _ = self._update_users({uid: applier(ns) for uid, ns in by_user.items()})
+        self._log_change({"op": "events", "events": [given[n].model_dump() for ns in by_user.values() for n in ns]})
+        return profiles, outcomes
+
+    def set_interests(self, user_id: Any, interests: list[str] | str) -> UserProfile:
+        """Declare what a user follows (e.g. ["electronics", "smart devices"])."""
+        if isinstance(interests, str):
+            interests = [interests]
+        clean = [" ".join(str(i).split()) for i in interests if str(i).strip()]
+        if not clean:
+            raise ConfigError(f"interests {interests!r} is empty; expected words such as ['electronics'].")
+        uid = canonical_id(user_id, "user_id")
+
+        def declare(profile: UserProfile) -> int:
+            changed = profile.interests != clean
+            profile.interests = clean
+            return int(changed)
+
+        written, _ = self._update_users({uid: declare})
+        self._log_change({"op": "interests", "user_id": uid, "interests": clean})
+        return written.get(uid) or self.profile(uid)
+
+    def save_profiles(self, profiles: list[UserProfile]) -> None:
+        """Store profiles as they are (e.g. carried into a new version by re-indexing), with
+        vectors made from them; item popularity is recounted."""
+        by_id = {p.user_id: p for p in profiles}
+
+        def replace(uid: str):
+            def apply(profile: UserProfile) -> int:
+                for name, value in by_id[uid]:
+                    setattr(profile, name, value)
+                profile.model_post_init(None)  # its sets of seen items and event keys
+                return 1
+
+            return apply
+
+        self._update_users({uid: replace(uid) for uid in by_id})
+
+    def forget_user(self, user_id: Any) -> bool:
+        """Remove every trace of a user: profile, vector, and their share of item popularity.
+
+        The user is first marked as being erased (one write), then deleted; a crash in between
+        is finished when the store next opens.
+        """
+        uid = canonical_id(user_id, "user_id")
+        pid = point_id("user", uid)
+        with self._locked_users([uid]):
+            for _ in range(_WRITE_ATTEMPTS):
+                hit = self.read([uid]).get(uid)
+                if hit is None:
+                    return False
+                rev, pending = _revision(hit), sorted({*hit.payload.get(PENDING, []), *hit.payload.get("seen", [])})
+                token = _new_revision()
+                self.forget_cached([uid])
+                self.store.set_payload(USERS, [pid], {ERASING: True, PENDING: pending, REVISION: token}, only_if=_same_revision([rev]))
+                if self._stored_revisions([uid]).get(uid) == token:
+                    break
+                _backoff()
+            else:
+                raise ConcurrentWriteError(f"User {uid!r} kept changing while being erased; try again.")
+            self._finish_erasure([uid], pending)
+        return True
+
+    def repool(self, hits: list[Hit], by_item: dict[str, np.ndarray]) -> None:
+        """After a collaborative fit: replace stored users' (`hits`) collaborative parts with
+        their history pooled from `by_item` (each item's new collaborative part); text parts and
+        profiles unchanged. Users who wrote meanwhile are re-read and done again."""
+        self.forget_cached()
+        layout = self.schema.layout
+
+        def refit_user(profile: UserProfile, hit: Hit) -> np.ndarray:
+            pooled = pool_vectors(by_item, profile.pooling_weights(self.config.profile))
+            return layout.user(layout.text_part(hit.vector), pooled)
+
+        for start in range(0, len(hits), 1000):
+            # users who wrote since `hits` were read are re-read and refitted (compare-and-swap)
+            self._rewrite_users(hits[start : start + 1000], refit_user)
+        if hits:
+            self.store.finish_bulk_load(USERS)
+
+    def replay_changes(self) -> None:
+        """Apply the user writes made to an older version while this one was being built."""
+        replay = getattr(self.store, "replay_changes", None)
+        if replay is None or not self.store.has_collection(ITEMS):
+            return
+        erased = self.store.erased(USERS)
+
+        def apply(entries: list[dict[str, Any]]) -> None:
+            events = [Event(**e) for entry in entries if entry.get("op") == "events" for e in entry["events"]]
+            events = [e for e in events if point_id("user", e.user_id) not in erased]
+            if events:
+                self.record(events, "skip")
+            for entry in entries:
+                if entry.get("op") == "interests" and point_id("user", entry["user_id"]) not in erased:
+                    self.set_interests(entry["user_id"], entry["interests"])
+
+        if replayed := replay(apply):
+            log.info("replayed %d user writes made during the rebuild of this version", replayed)
+
+    def prepare(self) -> None:
+        """Index the user fields the write path filters on (stores made before they existed),
+        and finish what a crashed writer left: pending popularity counts and erasures."""
+        if not self.store.has_collection(USERS):
+            return
+        self.schema.index_users()
+        notice = getattr(self.store, "take_erasure_notice", None)
+        if notice is not None and notice() and self.store.has_collection(ITEMS):
+            self.items.recount_popularity([h.payload["item_id"] for h in self.store.scroll(ITEMS)])
+        unfinished = list(self.store.scroll(USERS, filter=Filter([Condition(PENDING, "nonempty")])))
+        if not unfinished:
+            return
+        erased = [h.payload["user_id"] for h in unfinished if h.payload.get(ERASING)]
+        items = sorted({i for h in unfinished for i in h.payload.get(PENDING, [])})
+        log.info("finishing %d interrupted user writes (%d erasures)", len(unfinished), len(erased))
+        self.items.recount_popularity(items)
+        if erased:
+            self._finish_erasure(erased, [])  # out of every version and the engine's files too
+        self._clear_pending({h.payload["user_id"]: None for h in unfinished if not h.payload.get(ERASING)})
+
+    def forget_cached(self, user_ids: list[str] | None = None) -> None:
+        """Evict users' cached points (all of them when `user_ids` is None)."""
+        if self._profile_cache is None:
+            return
+        if user_ids is None:
+            self._profile_cache.clear()
+        else:
+            self._profile_cache.invalidate(user_ids)
+
+    # reads -------------------------------------------------------------------------------------
+    def read(self, user_ids: list[str], *, fresh: bool = False) -> dict[str, Hit]:
+        """Stored user points (payload and vector) by user id; users being erased are left out.
+        Unless `fresh`, served from the in-process cache on the embedded store."""
+        cache = self._profile_cache if not fresh else None
+        found: dict[str, Hit] = {}
+        if cache is not None:
+            for uid in user_ids:
+                if (hit := cache.touch(uid)) is not None:
+                    found[uid] = hit
+        missing = [u for u in user_ids if u not in found]
+        if missing and self.store.has_collection(USERS):
+            generation = self._profile_cache.generation if self._profile_cache is not None else None
+            for hit in self.store.retrieve(USERS, [point_id("user", u) for u in missing], with_vectors=True):
+                if hit.payload.get(ERASING):
+                    continue
+                found[hit.payload["user_id"]] = hit
+                if self._profile_cache is not None:
+                    self._profile_cache.put(hit.payload["user_id"], hit, generation)
+        return found
+
+    def profile(self, user_id: Any) -> UserProfile | None:
+        """The stored profile of a user, or None."""
+        uid = canonical_id(user_id, "user_id")
+        hits = self.read([uid])
+        return UserProfile.model_validate(hits[uid].payload) if uid in hits else None
+
+    def user_ids(self) -> list[str]:
+        """Every stored user's id."""
+        if not self.store.has_collection(USERS):
+            return []
+        return [h.payload["user_id"] for h in self.store.scroll(USERS) if not h.payload.get(ERASING)]
+
+    def points(self) -> list[Hit]:
+        """Every stored user point, with its vector ([] before any user is stored)."""
+        return list(self.store.scroll(USERS, with_vectors=True)) if self.store.has_collection(USERS) else []
+
+    def text_vector(self, user_id: Any) -> np.ndarray | None:
+        """The text vector of a user, in the items' text space (None for an unknown user)."""
+        if not self.store.has_collection(USERS):
+            return None
+        hits = self.store.retrieve(USERS, [point_id("user", canonical_id(user_id, "user_id"))], with_vectors=True)
+        return self.schema.layout.text_part(hits[0].vector) if hits else None
+
+    # the write path ----------------------------------------------------------------------------
+    def _update_users(self, changes: dict[str, Any]) -> tuple[dict[str, UserProfile], dict[str, int]]:
+        """The one write path of profiles: apply `changes[uid](profile) -> changes made` to each
+        user's stored profile (or a new one) and write those that changed, each conditional on
+        the revision it read; users whose profile another writer changed meanwhile are re-read and
+        re-applied. Then the popularity of items newly seen is recounted.
+
+        Returns the written profiles and, per user, the changes applied.
+        """
+        written: dict[str, UserProfile] = {}
+        applied: dict[str, int] = {}
+        recount: set[str] = set()
+        todo = dict(changes)
+        with self._locked_users(list(changes)):
+            for _ in range(_WRITE_ATTEMPTS):
+                stored = self.read(list(todo), fresh=True)
+                batch: dict[str, tuple[UserProfile, Hit | None, list[str]]] = {}
+                for uid, change in todo.items():
+                    hit = stored.get(uid)
+                    profile = UserProfile.model_validate(hit.payload) if hit else UserProfile(user_id=uid)
+                    before = len(profile.seen)
+                    applied[uid] = change(profile)
+                    if applied[uid]:
+                        batch[uid] = (profile, hit, profile.seen[before:])
+                lost = self._write_profiles(batch)
+                for uid, (profile, hit, new_items) in batch.items():
+                    if uid not in lost:
+                        written[uid] = profile
+                        recount.update(new_items, hit.payload.get(PENDING, []) if hit else [])
+                todo = {uid: todo[uid] for uid in lost}
+                if not todo:
+                    break
+                _backoff()
+            else:
+                raise ConcurrentWriteError(
+                    f"{len(todo)} user(s), e.g. {next(iter(todo))!r}, kept changing under this write; "
+                    "nothing was recorded for them. Send their events again (re-sent events are not "
+                    "counted twice)."
+                )
+        if recount:
+            self.items.recount_popularity(sorted(recount))
+            self._clear_pending(written)
+        return written, applied
+
+    def _write_profiles(self, batch: dict[str, tuple[UserProfile, Hit | None, list[str]]]) -> set[str]:
+        """Write profiles with fresh user vectors, each only if its stored revision is still the
+        one read (or, for a new user, if none was stored meanwhile). Returns the users not
+        written because another writer got there first."""
+        if not batch:
+            return set()
+        self.schema.ensure_collection(USERS)
+        vectors = self._user_vectors([profile for profile, _, _ in batch.values()])
+        tokens = {uid: _new_revision() for uid in batch}
+        payloads = []
+        for uid, (profile, hit, new_items) in batch.items():
+            pending = sorted({*(hit.payload.get(PENDING, []) if hit else []), *new_items})
+            payloads.append({**profile.model_dump(), REVISION: tokens[uid], PENDING: pending})
+        uids = list(batch)
+        ids = [point_id("user", u) for u in uids]
+        # one engine write for the whole batch (all of it or none after a crash): new users are
+        # inserted, stored ones replaced only where their revision is still the one read
+        only_if = _same_revision([_revision(hit) if hit else "" for _, hit, _ in batch.values()])
+        self.forget_cached(uids)
+        self.store.upsert(USERS, ids, vectors, payloads, only_if=only_if)
+        self.forget_cached(uids)
+        stored = self._stored_revisions(uids)
+        lost = {uid for uid in uids if stored.get(uid) != tokens[uid]}
+        self.write_conflicts += len(lost)
+        return lost
+
+    def _rewrite_users(self, hits: list[Hit], vector_of: Callable[[UserProfile, Hit], np.ndarray]) -> None:
+        """Replace stored users' vectors with `vector_of(profile, hit)`, profiles unchanged; a
+        user written meanwhile by someone else is re-read and done again."""
+        todo = {h.payload["user_id"]: h for h in hits}
+        for _ in range(_WRITE_ATTEMPTS):
+            if not todo:
+                return
+            uids = list(todo)
+            tokens = {uid: _new_revision() for uid in uids}
+            vectors = np.stack([vector_of(UserProfile.model_validate(h.payload), h) for h in todo.values()])
+            payloads = [{**h.payload, REVISION: tokens[uid]} for uid, h in todo.items()]
+            ids = [point_id("user", u) for u in uids]
+            self.forget_cached(uids)
+            only_if = _same_revision([_revision(h) for h in todo.values()])
+            self.store.upsert(USERS, ids, vectors, payloads, only_if=only_if, mode="update_only")
+            stored = self._stored_revisions(uids)
+            lost = [uid for uid in uids if uid in stored and stored[uid] != tokens[uid]]
+            todo = self.read(lost, fresh=True) if lost else {}
+        if todo:
+            log.warning("%d user vectors changed during the write and keep their previous vector", len(todo))
+
+    def _user_vectors(self, profiles: list[UserProfile]) -> np.ndarray:
+        """Each profile's vector: its summary's text vector blended with its history's item
+        vectors (and the pooled collaborative part on hybrid stores)."""
+        config, layout = self.config.profile, self.schema.layout
+        summaries = [p.summary(config) for p in profiles]
+        summary_vectors = self.encoder.encode(summaries, batch_size=self.config.encode_batch_size)
+        history_ids = list(dict.fromkeys(e.item_id for p in profiles for e in p.history))
+        hits = self.items.hits(history_ids, with_vectors=True, missing_ok=True) if history_ids else []
+        text = {h.payload["item_id"]: layout.text_part(h.vector) for h in hits}
+        cf = {h.payload["item_id"]: layout.cf_part(h.vector) for h in hits} if layout.hybrid else {}
+        vectors = []
+        for summary, profile in zip(summary_vectors, profiles):
+            weights = profile.pooling_weights(config)
+            text_vector = user_vector(summary, text, weights, config.text_weight)
+            vectors.append(layout.user(text_vector, pool_vectors(cf, weights) if layout.hybrid else None))
+        return np.stack(vectors)
+
+    def _stored_revisions(self, user_ids: list[str]) -> dict[str, str | None]:
+        hits = self.store.retrieve(USERS, [point_id("user", u) for u in user_ids])
+        return {h.payload["user_id"]: _revision(h) for h in hits}
+
+    def _locked_users(self, user_ids: list[str]) -> _Locks:
+        """Hold the in-process locks of these users (taken in a fixed order: no deadlock)."""
+        stripes = sorted({hash(u) % _USER_LOCK_STRIPES for u in user_ids})
+        return _Locks([self._user_locks[i] for i in stripes])
+
+    def _clear_pending(self, profiles: dict[str, UserProfile | None]) -> None:
+        """Drop the pending popularity marks of users whose write is now counted (only where no
+        writer has written since: its own marks must stay until it recounts)."""
+        hits = self.store.retrieve(USERS, [point_id("user", u) for u in profiles])
+        done = [h for h in hits if h.payload.get(PENDING)]
+        if done:
+            only_if = _same_revision([_revision(h) for h in done])
+            self.store.set_payload(USERS, [h.id for h in done], {PENDING: []}, only_if=only_if)
+            self.forget_cached([h.payload["user_id"] for h in done])
+
+    def _finish_erasure(self, user_ids: list[str], items: list[str]) -> None:
+        """Recount the popularity of the user's items (users marked as being erased do not
+        count), then delete them: after a crash either the mark is still there (and the open
+        finishes the erasure) or the count is already right."""
+        pids = {point_id("user", u) for u in user_ids}
+        self.items.recount_popularity(items)
+        erase = getattr(self.store, "erase", None)
+        if erase is not None:
+            erase(USERS, sorted(pids))  # every version, and out of the engine's files
+        else:
+            self.store.delete(USERS, sorted(pids))
+        scrub = getattr(self.store, "scrub_changes", None)
+        if scrub is not None:
+            scrub(lambda entry: not pids & _users_of(entry))
+        self.forget_cached(user_ids)
+
+    def _log_change(self, entry: dict[str, Any]) -> None:
+        """While a blue-green rebuild runs (or after it switched, until this process refreshes),
+        log the user write for the new version, which replays it when opened."""
+        target = getattr(self.store, "rebuild_target", None)
+        version = target() if target is not None else None
+        if version is not None:
+            self.store.log_change(version, entry)
+
+
+def _users_of(entry: dict[str, Any]) -> set[str]:
+    """The user point ids a change-log entry writes."""
+    users = {e["user_id"] for e in entry.get("events", [])}
+    if "user_id" in entry:
+        users.add(entry["user_id"])
+    return {point_id("user", u) for u in users}
+
+
+class _Locks:
+    """Several locks held together (acquired in the given order, released in reverse)."""
+
+    def __init__(self, locks: list[threading.Lock]) -> None:
+        self.locks = locks
+
+    def __enter__(self) -> None:
+        for lock in self.locks:
+            lock.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        for lock in reversed(self.locks):
+            lock.release()
+
+
+def _revision(hit: Hit) -> str | None:
+    return hit.payload.get(REVISION)
+
+
+def _new_revision() -> str:
+    return uuid.uuid4().hex
+
+
+def _same_revision(revisions: list[str | None]) -> Filter:
+    """Matches points whose revision is one of `revisions` (revisions are unique, so a batch
+    of users shares one condition); None also matches points stored before revisions existed;
+    "" (a user not stored when read) matches nothing."""
+    should = [Condition(REVISION, "any", [r for r in revisions if r] or [""])]
+    if None in revisions:
+        should.append(Condition(REVISION, "empty"))
+    return Filter(should=should)
+
+
+def _backoff() -> None:
+    """A short random pause before retrying a write another writer won."""
+    time.sleep(random.uniform(0.0005, 0.005))
