@@ -26,6 +26,9 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 
 from write_child import check_after_crash, crash_trial  # noqa: E402
 
+sys.path.insert(0, str(HERE))
+from tables import crash as crash_table  # noqa: E402
+
 from semrec import Recommender, load_encoder  # noqa: E402
 from semrec.demo import sample_catalog  # noqa: E402
 
@@ -63,18 +66,7 @@ def main() -> None:
                 print(json.dumps(report), flush=True)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=HERE).stdout.strip()
     args.out.write_text(json.dumps({"commit": commit, "machine": machine(), "trials": rows}, indent=1))
-    print(table(rows))
-
-
-def table(rows: list[dict]) -> str:
-    keys = ["lost_events", "resurrected_users", "partial_batches", "duplicates", "zero_vectors", "wrong_popularity"]
-    lines = ["| operation killed | trials | acknowledged writes | " + " | ".join(k.replace("_", " ") for k in keys) + " |",
-             "|---|---|---|" + "---|" * len(keys)]
-    for op in dict.fromkeys(r["op"] for r in rows):
-        mine = [r for r in rows if r["op"] == op]
-        lines.append(f"| {op} | {len(mine)} | {sum(r['acked_writes'] for r in mine)} | "
-                     + " | ".join(str(sum(r[k] for r in mine)) for k in keys) + " |")
-    return "\n".join(lines)
+    print(crash_table({"trials": rows}))
 
 
 if __name__ == "__main__":

@@ -106,6 +106,17 @@ def main() -> None:
     print(json.dumps(report, indent=1))
 
 
+def run_clients(targets: list) -> float:
+    """Run `targets[w](w)` in one thread each; the seconds until all finished."""
+    threads = [threading.Thread(target=target, args=(w,)) for w, target in enumerate(targets)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started
+
+
 def mixed_phase(base: str, items: list[str], users: list[str], args) -> dict:
     """Half the clients ask for recommendations, half post single events, each followed by that
     user's next recommendation (which must exclude the item just posted)."""
@@ -146,13 +157,7 @@ def mixed_phase(base: str, items: list[str], users: list[str], args) -> dict:
                     if recs.status_code != 200 or item in {r["item_id"] for r in recs.json()["results"]}:
                         not_reflected[0] += 1
 
-    threads = [threading.Thread(target=reader if w % 2 else writer, args=(w,)) for w in range(args.clients)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    seconds = time.perf_counter() - t0
+    seconds = run_clients([reader if w % 2 else writer for w in range(args.clients)])
     with httpx.Client(base_url=base, timeout=30) as client:
         missing = sum(len(items_sent - set(client.get(f"/users/{u}").json()["seen"])) for u, items_sent in sent.items())
     return {
@@ -186,13 +191,7 @@ def batched_phase(base: str, items: list[str], args) -> dict:
                     else:
                         posted[0] += response.json()["recorded"] + response.json()["duplicate"]
 
-    threads = [threading.Thread(target=worker, args=(w,)) for w in range(args.clients)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    seconds = time.perf_counter() - t0
+    seconds = run_clients([worker] * args.clients)
     return {"seconds": round(seconds, 2), "events_posted_in_batches": posted[0],
             "events_per_s_batched": round(posted[0] / seconds, 1), "errors": len(errors), "first_errors": errors[:3]}
 

@@ -235,26 +235,10 @@ def create_app(settings: ServiceSettings | None = None, recommender: Any = None)
         return _error(request, metrics, 500, "internal", "Internal error; the request id is in the logs.")
 
     def filter_param(filter: str | None = Query(None, description='JSON, e.g. {"category": "Kitchen", "price": {"lt": 50}}')):
-        if filter is None or not filter.strip():
-            return None
-        try:
-            spec = json.loads(filter, parse_constant=_no_constant)
-        except ValueError as exc:
-            raise _HttpError(422, "invalid", f"filter {filter!r} is not JSON ({exc}); expected e.g. {{\"category\": \"Kitchen\"}}.") from None
-        if not isinstance(spec, dict):
-            raise _HttpError(422, "invalid", f"filter {filter!r} must be a JSON object such as {{\"category\": \"Kitchen\"}}.")
-        return spec
+        return _json_object("filter", filter, '{"category": "Kitchen"}')
 
     def rules_param(rules: str | None = Query(None, description='JSON RankingRules, e.g. {"boost": {"in_stock": 0.1}, "pin": ["el-001"]}')):
-        if rules is None or not rules.strip():
-            return None
-        try:
-            spec = json.loads(rules, parse_constant=_no_constant)
-        except ValueError as exc:
-            raise _HttpError(422, "invalid", f"rules {rules!r} is not JSON ({exc}); expected e.g. {{\"boost\": {{\"in_stock\": 0.1}}}}.") from None
-        if not isinstance(spec, dict):
-            raise _HttpError(422, "invalid", f"rules {rules!r} must be a JSON object such as {{\"hide\": [\"el-001\"]}}.")
-        return spec
+        return _json_object("rules", rules, '{"boost": {"in_stock": 0.1}}')
 
     def negatives_param(negative: list[str] | None = Query(None, description="Item ids to push away (repeat the parameter).")):
         return negative or None
@@ -433,6 +417,19 @@ def _rows(results) -> list[dict[str, Any]]:
         }
         for r in results
     ]
+
+
+def _json_object(name: str, text: str | None, example: str) -> dict | None:
+    """A query parameter holding a JSON object (None when absent); a 422 naming it otherwise."""
+    if text is None or not text.strip():
+        return None
+    try:
+        spec = json.loads(text, parse_constant=_no_constant)
+    except ValueError as exc:
+        raise _HttpError(422, "invalid", f"{name} {text!r} is not JSON ({exc}); expected e.g. {example}.") from None
+    if not isinstance(spec, dict):
+        raise _HttpError(422, "invalid", f"{name} {text!r} must be a JSON object such as {example}.")
+    return spec
 
 
 def _no_constant(name: str) -> float:
