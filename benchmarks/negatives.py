@@ -70,10 +70,11 @@ def split(users: int) -> tuple[pd.DataFrame, dict[str, str]]:
     return events, targets
 
 
-def run_arm(store: Path, encoder, events: pd.DataFrame, targets: dict[str, str], dislikes: bool) -> dict:
+def run_arm(store: Path, encoder, events: pd.DataFrame, targets: dict[str, str], dislikes: bool, profile: dict) -> dict:
     kinds = np.where(dislikes & (events.rating <= 2), "dislike", "rating")
     started = time.perf_counter()
-    with Recommender.open(store, encoder=encoder) as rec:
+    config = {"profile": profile} if dislikes and profile else None
+    with Recommender.open(store, encoder=encoder, config=config) as rec:
         report = rec.record_many(events.assign(kind=kinds)[["user_id", "item_id", "kind", "ts"]], on_unknown_item="skip")
         rec.fit_collaborative()
         hits, gains = [], []
@@ -85,7 +86,7 @@ def run_arm(store: Path, encoder, events: pd.DataFrame, targets: dict[str, str],
     n = len(hits)
     recall, ndcg = float(np.mean(hits)), float(np.mean(gains))
     return {
-        "arm": "dislikes" if dislikes else "default", "users": n, "events": report.events,
+        "arm": ("dislikes " + json.dumps(profile) if profile else "dislikes") if dislikes else "default", "users": n, "events": report.events,
         "dislike_events": int((kinds == "dislike").sum()),
         "R@10": round(recall, 4), "R@10_se": round(float(np.std(hits, ddof=1) / math.sqrt(n)), 4),
         "NDCG@10": round(ndcg, 4), "NDCG@10_se": round(float(np.std(gains, ddof=1) / math.sqrt(n)), 4),
@@ -97,6 +98,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--users", type=int, default=610)
     parser.add_argument("--out", type=Path, default=HERE / "negatives.json")
+    parser.add_argument("--negative-weight", type=float, nargs="*", default=[], help="extra dislike arms with these negative_weight values")
+    parser.add_argument("--near-duplicate", type=float, default=None, help="near_duplicate of the extra arms")
     args = parser.parse_args()
     encoder = load_encoder()
     events, targets = split(args.users)
@@ -104,10 +107,16 @@ def main() -> None:
     with Recommender.open(tmp / "base", encoder=encoder) as rec:
         rec.index_items(catalog())
     rows = []
-    for dislikes in (False, True):
-        store = tmp / ("dislikes" if dislikes else "default")
+    arms = [(False, {}), (True, {})]
+    for weight in args.negative_weight:
+        profile = {"negative_weight": weight}
+        if args.near_duplicate is not None:
+            profile["near_duplicate"] = args.near_duplicate
+        arms.append((True, profile))
+    for n, (dislikes, profile) in enumerate(arms):
+        store = tmp / f"arm{n}"
         shutil.copytree(tmp / "base", store)
-        rows.append(run_arm(store, encoder, events, targets, dislikes))
+        rows.append(run_arm(store, encoder, events, targets, dislikes, profile))
         print(json.dumps(rows[-1]), flush=True)
     shutil.rmtree(tmp, ignore_errors=True)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=HERE).stdout.strip()

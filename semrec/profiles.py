@@ -49,9 +49,13 @@ class ProfileConfig(BaseModel):
     text_weight: float = Field(0.25, ge=0, le=1)
     kind_weights: dict[str, float] = Field(default_factory=lambda: dict(KIND_WEIGHTS))
     negative_kinds: dict[str, float] = Field(default_factory=lambda: dict(NEGATIVE_KINDS))
-    #: How far the pooled vector of disliked items is subtracted from the user's query (0: the
-    #: disliked items are only excluded).
-    negative_weight: float = Field(0.3, ge=0, le=2)
+    #: How far the pooled vector of the user's disliked items is subtracted from their query (0:
+    #: the disliked items and their near-duplicates are only excluded). 0 by default: on
+    #: MovieLens, low ratings treated as dislikes cost R@10 at 0.3 and nothing measurable at 0
+    #: (benchmarks/RESULTS.md section 8).
+    negative_weight: float = Field(0.0, ge=0, le=2)
+    #: The same for the negative examples given to one call (`recommend(..., negatives=[...])`).
+    request_negative_weight: float = Field(0.3, ge=0, le=2)
     max_negatives: int = Field(200, ge=1)
     #: Items at least this similar by text to a disliked item (cosine) are near-duplicates of
     #: it and left out too (1: only the item itself).

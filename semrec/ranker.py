@@ -74,15 +74,17 @@ class Ranker:
                 )
             return self._popular(k, flt, list(pushed))
         profile = hits[0].payload  # as stored (not validated): the query needs `seen`, the reasons the history
-        pushed = {**profile.get("negatives", {}), **pushed}
-        excluded = [*(profile.get("seen", []) if exclude_seen else []), *pushed]
+        disliked = profile.get("negatives", {})
+        excluded = [*(profile.get("seen", []) if exclude_seen else []), *disliked, *pushed]
         flt.exclude_ids = [point_id("item", i) for i in dict.fromkeys(excluded)]
         if not profile.get("history") and not profile.get("interests"):
             return self._popular(k, flt, [])  # only dislikes so far: nothing to be near yet
         layout = self.schema.layout
         stored = hits[0].vector
         query = layout.query(layout.text_part(stored), layout.cf_part(stored), **self._weights(rules))
-        return self._rank(self._push_down(query, pushed), k, flt, diversity, profile if explain_results else None, rules)
+        query = self._push_down(query, disliked, self.config.profile.negative_weight)
+        query = self._push_down(query, pushed, self.config.profile.request_negative_weight)
+        return self._rank(query, k, flt, diversity, profile if explain_results else None, rules)
 
     def search(
         self, text: str, k: int, filter: dict[str, Any] | None, diversity: float | None, rules: RankingRules | dict | None
@@ -114,7 +116,8 @@ class Ranker:
             "tag_counts": dict.fromkeys(p.get("tags", []), 1.0),
             "category_counts": {p["category"]: 1.0} if p.get("category") else {},
         }
-        return self._rank(self._push_down(query, pushed), self.check_k(k), flt, diversity, basis, rules)
+        query = self._push_down(query, pushed, self.config.profile.request_negative_weight)
+        return self._rank(query, self.check_k(k), flt, diversity, basis, rules)
 
     def popular(self, k: int, filter: dict[str, Any] | None) -> Results:
         """The items with the most distinct users, most popular first."""
@@ -183,11 +186,10 @@ class Ranker:
         self.items.hits(ids)  # raises NotIndexedError naming an unknown id
         return dict.fromkeys(ids, 1.0)
 
-    def _push_down(self, query: np.ndarray, negatives: dict[str, float]) -> np.ndarray:
-        """The query minus `negative_weight` x the strength-weighted mean of the negative items'
-        vectors (text and collaborative parts weighted as in the query): items near what the
-        user rejected score lower, in the same single dot-product query."""
-        beta = self.config.profile.negative_weight
+    def _push_down(self, query: np.ndarray, negatives: dict[str, float], beta: float) -> np.ndarray:
+        """The query minus `beta` x the strength-weighted mean of the negative items' vectors
+        (text and collaborative parts weighted as in the query): items near what the user
+        rejected score lower, in the same single dot-product query."""
         if not negatives or beta <= 0:
             return query
         vectors = self.items.vectors(list(negatives))
