@@ -2,7 +2,7 @@
 
 Each table sits between `<!-- table:NAME -->` and `<!-- /table:NAME -->` in RESULTS.md and is
 made from `benchmarks/NAME.json` (NAME: crash, crash-run1, serve_load, negatives,
-encode_multilingual); the text around the markers is written by hand.
+negatives-arms, encode_multilingual); the text around the markers is written by hand.
 
     .venv/bin/python benchmarks/tables.py          # rewrites RESULTS.md in place
     .venv/bin/python benchmarks/tables.py --check  # exit 1 if RESULTS.md is not up to date
@@ -70,7 +70,10 @@ def encode_multilingual(data: dict) -> str:
     return "\n".join(lines)
 
 
-RENDER = {"crash": crash, "crash-run1": crash, "serve_load": serve_load, "negatives": negatives, "encode_multilingual": encode_multilingual}
+RENDER = {
+    "crash": crash, "crash-run1": crash, "serve_load": serve_load, "negatives": negatives,
+    "negatives-arms": negatives, "encode_multilingual": encode_multilingual,
+}
 
 
 def render(text: str) -> str:
