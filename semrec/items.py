@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 _VECTOR_CACHE_ITEMS = 20_000
 #: Up to this many items, popularity is recounted with one filtered count each; above, from one
 #: scan of the users' `seen` lists.
-_RECOUNT_BY_QUERY_MAX = 64
+_RECOUNT_BY_QUERY_MAX = 2_000
 #: Compare attempts before a popularity recount gives up (the next write or fit recounts).
 _RECOUNT_ATTEMPTS = 30
 
