@@ -740,14 +740,10 @@ def recommend(
     format: Optional[Format] = FormatOpt,
 ) -> None:
     """Recommendations for a user."""
-    fmt = _format(format)
-    spec = _parse_filter(filter)
-    ranking = _parse_rules(rules)
-    target = _target(store, url, timeout, existing=True)
-    with _open(target) as rec:
-        _check_filter_fields(rec, spec)
-        rows = _result_rows(rec.recommend(user, k=k, filter=spec, exclude_seen=not include_seen, negatives=negative, rules=ranking))
-    _emit_rows(rows, fmt, title=f"Recommendations for {user}")
+    _query(
+        lambda rec, spec, ranking: rec.recommend(user, k=k, filter=spec, exclude_seen=not include_seen, negatives=negative, rules=ranking),
+        f"Recommendations for {user}", filter, rules, store, url, timeout, format,
+    )
 
 
 @app.command()
@@ -762,16 +758,12 @@ def search(
     format: Optional[Format] = FormatOpt,
 ) -> None:
     """Items closest to a text."""
-    fmt = _format(format)
-    ranking = _parse_rules(rules)
     if not text.strip():
         raise CliError(f"TEXT {text!r} is empty; give words describing items, e.g. semrec search \"quiet earphones\".")
-    spec = _parse_filter(filter)
-    target = _target(store, url, timeout, existing=True)
-    with _open(target) as rec:
-        _check_filter_fields(rec, spec)
-        rows = _result_rows(rec.search(text, k=k, filter=spec, rules=ranking))
-    _emit_rows(rows, fmt, title=f"Search: {text!r}")
+    _query(
+        lambda rec, spec, ranking: rec.search(text, k=k, filter=spec, rules=ranking),
+        f"Search: {text!r}", filter, rules, store, url, timeout, format,
+    )
 
 
 @app.command()
@@ -787,14 +779,23 @@ def similar(
     format: Optional[Format] = FormatOpt,
 ) -> None:
     """Items closest to an item."""
+    _query(
+        lambda rec, spec, ranking: rec.similar(item, k=k, filter=spec, negatives=negative, rules=ranking),
+        f"Similar to {item}", filter, rules, store, url, timeout, format,
+    )
+
+
+def _query(ask: Callable[[Any, Any, Any], Any], title: str, filter, rules, store, url, timeout, format) -> None:
+    """What `recommend`, `search` and `similar` share: options checked before anything opens,
+    then `ask(rec, filter, rules)` on the store, its results printed."""
     fmt = _format(format)
-    ranking = _parse_rules(rules)
     spec = _parse_filter(filter)
+    ranking = _parse_rules(rules)
     target = _target(store, url, timeout, existing=True)
     with _open(target) as rec:
         _check_filter_fields(rec, spec)
-        rows = _result_rows(rec.similar(item, k=k, filter=spec, negatives=negative, rules=ranking))
-    _emit_rows(rows, fmt, title=f"Similar to {item}")
+        rows = _result_rows(ask(rec, spec, ranking))
+    _emit_rows(rows, fmt, title=title)
 
 
 _EXPORT_SUFFIXES = {".parquet": "parquet", ".csv": "csv", ".jsonl": "jsonl"}
