@@ -96,8 +96,9 @@ def main() -> None:
             time.sleep(0.2)
         report = {"items": len(items), "users": len(users), "clients": args.clients, "build_s": round(build_s, 1)}
         report["mixed"] = mixed_phase(base, items, users, args)
+        report["single"] = single_phase(base, items, args)
         report["batched"] = batched_phase(base, items, args)
-        report["errors"] = report["mixed"]["errors"] + report["batched"]["errors"]
+        report["errors"] = sum(report[phase]["errors"] for phase in ("mixed", "single", "batched"))
     finally:
         server.terminate()
         server.wait(60)
@@ -169,12 +170,53 @@ def mixed_phase(base: str, items: list[str], users: list[str], args) -> dict:
     }
 
 
+def reflected(base: str, sent: dict[str, set]) -> dict:
+    """Ask each user's next recommendation and profile: every item sent must be excluded as seen
+    and stored in the profile."""
+    shown = missing = 0
+    with httpx.Client(base_url=base, timeout=30) as client:
+        for user, items_sent in sent.items():
+            recs = {r["item_id"] for r in client.get(f"/users/{user}/recommendations", params={"k": 10}).json()["results"]}
+            shown += len(items_sent & recs)
+            missing += len(items_sent - set(client.get(f"/users/{user}").json()["seen"]))
+    return {"not_reflected_in_next_recommendation": shown, "missing_from_profiles": missing}
+
+
+def single_phase(base: str, items: list[str], args) -> dict:
+    """Every client posts single events (one per request, 20 users per client); afterwards each
+    user's next recommendation must exclude every item sent."""
+    errors: list[str] = []
+    posted = [0]
+    lock = threading.Lock()
+    sent: dict[str, set] = defaultdict(set)
+
+    def worker(w: int) -> None:
+        rnd = random.Random(500 + w)
+        with httpx.Client(base_url=base, timeout=30) as client:
+            for n in range(args.requests):
+                user, item = f"single-{w}-{n % 20}", rnd.choice(items)
+                response = client.post("/events", json={"user_id": user, "item_id": item, "ts": 1_700_000_000 + n})
+                with lock:
+                    if response.status_code != 200:
+                        errors.append(response.text[:200])
+                    else:
+                        posted[0] += response.json()["recorded"] + response.json()["duplicate"]
+                        sent[user].add(item)
+
+    seconds = run_clients([worker] * args.clients)
+    return {"seconds": round(seconds, 2), "events_posted_one_per_request": posted[0],
+            "events_per_s_single": round(posted[0] / seconds, 1), **reflected(base, sent),
+            "errors": len(errors), "first_errors": errors[:3]}
+
+
 def batched_phase(base: str, items: list[str], args) -> dict:
-    """Every client posts batches of 100 events (20 users per batch)."""
+    """Every client posts batches of 100 events (20 users per batch); afterwards each user's next
+    recommendation must exclude every item sent."""
     errors: list[str] = []
     posted = [0]
     lock = threading.Lock()
     batches = max(1, args.requests // 10)
+    sent: dict[str, set] = defaultdict(set)
 
     def worker(w: int) -> None:
         rnd = random.Random(1000 + w)
@@ -190,10 +232,13 @@ def batched_phase(base: str, items: list[str], args) -> dict:
                         errors.append(response.text[:200])
                     else:
                         posted[0] += response.json()["recorded"] + response.json()["duplicate"]
+                        for event in events:
+                            sent[event["user_id"]].add(event["item_id"])
 
     seconds = run_clients([worker] * args.clients)
     return {"seconds": round(seconds, 2), "events_posted_in_batches": posted[0],
-            "events_per_s_batched": round(posted[0] / seconds, 1), "errors": len(errors), "first_errors": errors[:3]}
+            "events_per_s_batched": round(posted[0] / seconds, 1), **reflected(base, sent),
+            "errors": len(errors), "first_errors": errors[:3]}
 
 
 if __name__ == "__main__":

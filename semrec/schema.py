@@ -44,11 +44,19 @@ REVISION = "rev"
 PENDING = "pending_items"
 #: User payload: set while the user is being erased; an interrupted erasure finishes on open.
 ERASING = "erasing"
+#: User payload: the vector of the summary text last encoded (float32, base64) and a key of that
+#: text and model. A write whose summary text is unchanged needs no encoding, and a write whose
+#: summary is encoded later (background summaries) blends the last one with the new history.
+SUMMARY_VECTOR = "summary_vector"
+SUMMARY_OF = "summary_of"
+#: User payload: the key of a summary written but not yet encoded (background summaries); found
+#: through its index when a store opens, so a crash never leaves a summary unencoded for good.
+SUMMARY_STALE = "summary_stale"
 #: User payload fields semrec keeps beside the profile itself.
-USER_STATE_KEYS = (REVISION, PENDING, ERASING)
+USER_STATE_KEYS = (REVISION, PENDING, ERASING, SUMMARY_VECTOR, SUMMARY_OF, SUMMARY_STALE)
 #: Fields semrec indexes on every item collection.
 _BASE_INDEXES = {"item_id": "keyword", "category_levels": "keyword", "tags": "keyword", "popularity": "float"}
-_USER_INDEXES = {"seen": "keyword", REVISION: "keyword", PENDING: "keyword"}
+_USER_INDEXES = {"seen": "keyword", REVISION: "keyword", PENDING: "keyword", SUMMARY_STALE: "keyword"}
 #: A filter on "category" matches the category and every sub-category.
 _FILTER_ALIASES = {"category": "category_levels"}
 

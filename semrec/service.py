@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 import uuid
-from typing import Any, Iterator
+from typing import Any, Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -51,6 +51,7 @@ class ServiceSettings(BaseModel):
         api_key: when set, every request but /healthz and /readyz must send it
             (`X-API-Key: <key>` or `Authorization: Bearer <key>`); compared in constant time.
         model: sentence-transformers name or folder (None: the packaged default).
+        summary_encoding: "background" (default) or "sync"; see `RecommenderConfig`.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -62,6 +63,9 @@ class ServiceSettings(BaseModel):
     model: str | None = None
     device: str | None = None
     timeout: float = 5.0
+    #: "background": an event is acknowledged once written (seen items, history, pooled vectors)
+    #: and the user's summary text is encoded on a background thread (see RecommenderConfig).
+    summary_encoding: Literal["sync", "background"] = "background"
 
 
 class EventIn(BaseModel):
@@ -118,7 +122,7 @@ class Metrics:
 def open_recommender(settings: ServiceSettings):
     """The Recommender the service serves (store opened first: a locked store fails fast)."""
     from .encoders import load_encoder
-    from .recommender import Recommender
+    from .recommender import Recommender, RecommenderConfig
     from .store import open_store
 
     if (settings.store is None) == (settings.url is None):
@@ -128,7 +132,8 @@ def open_recommender(settings: ServiceSettings):
     else:
         store = open_store(settings.store)
     try:
-        return Recommender(store, load_encoder(settings.model, device=settings.device))
+        config = RecommenderConfig(summary_encoding=settings.summary_encoding)
+        return Recommender(store, load_encoder(settings.model, device=settings.device), config)
     except BaseException:
         store.close()
         raise

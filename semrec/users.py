@@ -15,6 +15,8 @@ Example:
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
 import random
 import threading
@@ -28,9 +30,10 @@ import numpy as np
 from .catalog import canonical_id
 from .encoders import Encoder
 from .errors import ConcurrentWriteError, ConfigError, NotIndexedError
+from .group_commit import GroupCommit
 from .items import ItemStore
 from .profiles import Event, UserProfile, pool_vectors, user_vector
-from .schema import ERASING, ITEMS, PENDING, REVISION, USERS, Schema
+from .schema import ERASING, ITEMS, PENDING, REVISION, SUMMARY_OF, SUMMARY_STALE, SUMMARY_VECTOR, USERS, Schema
 from .store import Hit, VectorStore, point_id
 from .store.base import Condition, Filter, LRUCache
 
@@ -45,6 +48,12 @@ log = logging.getLogger(__name__)
 _PROFILE_CACHE_USERS = 2_000
 #: Compare-and-swap attempts before a write gives up with `ConcurrentWriteError`.
 _WRITE_ATTEMPTS = 30
+#: Concurrent `record` calls are written together up to about this many events per round.
+_MAX_EVENTS_PER_ROUND = 5_000
+#: Summaries encoded per background round (and per encoder batch: small batches run in parallel on
+#: the fast backends' streams and pad less).
+_SUMMARY_ROUND = 256
+_SUMMARY_BATCH = 8
 #: In-process writers of different users run in parallel; one user's writers queue (lock striping).
 _USER_LOCK_STRIPES = 64
 
@@ -71,20 +80,50 @@ class ProfileService:
         self._user_locks = [threading.Lock() for _ in range(_USER_LOCK_STRIPES)]
         #: Writes that lost a compare-and-swap to another writer and were re-applied.
         self.write_conflicts = 0
+        #: Concurrent `record` calls are applied together, one round at a time.
+        self._commits = GroupCommit(self._record_round, max_batch=_MAX_EVENTS_PER_ROUND, size=lambda r: len(r[0]))
+        #: Users whose summary was written but not yet encoded (background summaries).
+        self._summaries = _SummaryQueue(self._encode_summaries)
 
     # writes ------------------------------------------------------------------------------------
     def record(self, events: list[Event], on_unknown: str) -> tuple[dict[str, UserProfile], list[str]]:
         """Apply validated events; returns the profiles written and, per event in order,
         "recorded", "duplicate" (already stored) or "unknown_item". With `on_unknown="raise"`
-        nothing is recorded if an item is not in the catalog (`NotIndexedError`)."""
-        item_ids = list(dict.fromkeys(e.item_id for e in events))
+        nothing is recorded if an item is not in the catalog (`NotIndexedError`).
+
+        Concurrent calls are written together (group commit): one summary-encoding batch, one
+        engine write and one popularity recount for all of them; each call returns (or raises)
+        only when its own events are stored."""
+        return self._commits.submit((list(events), on_unknown))
+
+    def _record_round(self, requests: list[tuple[list[Event], str]]) -> list[Any]:
+        """Apply the `record` calls queued together: one write for all of them."""
+        item_ids = list(dict.fromkeys(e.item_id for events, _ in requests for e in events))
         items = {h.payload["item_id"]: h for h in self.items.hits(item_ids, missing_ok=True)} if item_ids else {}
-        unknown = [i for i in item_ids if i not in items]
-        if unknown and on_unknown == "raise":
-            raise NotIndexedError(
-                f"{len(unknown)} item id(s) not in the catalog, e.g. {unknown[:5]}; nothing was "
-                "recorded. Index them first with index_items(), or pass on_unknown_item='skip'."
-            )
+        results: list[Any] = []
+        merged: list[Event] = []
+        spans: list[tuple[int, int]] = []
+        for events, on_unknown in requests:
+            unknown = list(dict.fromkeys(e.item_id for e in events if e.item_id not in items))
+            if unknown and on_unknown == "raise":
+                results.append(NotIndexedError(
+                    f"{len(unknown)} item id(s) not in the catalog, e.g. {unknown[:5]}; nothing was "
+                    "recorded. Index them first with index_items(), or pass on_unknown_item='skip'."
+                ))
+                spans.append((0, 0))
+                continue
+            results.append(None)
+            spans.append((len(merged), len(merged) + len(events)))
+            merged.extend(events)
+        profiles, outcomes = self._apply_events(merged, items) if merged else ({}, [])
+        for n, (start, end) in enumerate(spans):
+            if results[n] is None:
+                users = {e.user_id for e in merged[start:end]}
+                results[n] = ({u: p for u, p in profiles.items() if u in users}, outcomes[start:end])
+        return results
+
+    def _apply_events(self, events: list[Event], items: dict[str, Hit]) -> tuple[dict[str, UserProfile], list[str]]:
+        """Write events whose known items are `items` (others are "unknown_item")."""
         given = events
         order = sorted(range(len(events)), key=lambda n: events[n].ts)
         outcomes = ["unknown_item"] * len(events)
@@ -215,6 +254,10 @@ class ProfileService:
         if not self.store.has_collection(USERS):
             return
         self.schema.index_users()
+        stale = [h.payload["user_id"] for h in self.store.scroll(USERS, filter=Filter([Condition(SUMMARY_STALE, "nonempty")]))]
+        if stale:
+            log.info("encoding %d user summaries left unencoded", len(stale))
+            self._summaries.add(stale)
         notice = getattr(self.store, "take_erasure_notice", None)
         if notice is not None and notice() and self.store.has_collection(ITEMS):
             self.items.recount_popularity([h.payload["item_id"] for h in self.store.scroll(ITEMS)])
@@ -237,6 +280,15 @@ class ProfileService:
             self._profile_cache.clear()
         else:
             self._profile_cache.invalidate(user_ids)
+
+    def wait_for_summaries(self, timeout: float | None = None) -> bool:
+        """Wait until every summary queued so far is encoded; False if `timeout` passed first."""
+        return self._summaries.wait(timeout)
+
+    def close(self) -> None:
+        """Stop background summary encoding after its current round (users left are still
+        marked in the store and encoded when it next opens)."""
+        self._summaries.close()
 
     # reads -------------------------------------------------------------------------------------
     def read(self, user_ids: list[str], *, fresh: bool = False) -> dict[str, Hit]:
@@ -333,12 +385,13 @@ class ProfileService:
         if not batch:
             return set()
         self.schema.ensure_collection(USERS)
-        vectors = self._user_vectors([profile for profile, _, _ in batch.values()])
+        defer = self.config.summary_encoding == "background"
+        vectors, summaries = self._user_vectors([(profile, hit) for profile, hit, _ in batch.values()], defer=defer)
         tokens = {uid: _new_revision() for uid in batch}
         payloads = []
-        for uid, (profile, hit, new_items) in batch.items():
+        for summary, (uid, (profile, hit, new_items)) in zip(summaries, batch.items()):
             pending = sorted({*(hit.payload.get(PENDING, []) if hit else []), *new_items})
-            payloads.append({**profile.model_dump(), REVISION: tokens[uid], PENDING: pending})
+            payloads.append({**profile.model_dump(), **summary, REVISION: tokens[uid], PENDING: pending})
         uids = list(batch)
         ids = [point_id("user", u) for u in uids]
         # one engine write for the whole batch (all of it or none after a crash): new users are
@@ -350,6 +403,7 @@ class ProfileService:
         stored = self._stored_revisions(uids)
         lost = {uid for uid in uids if stored.get(uid) != tokens[uid]}
         self.write_conflicts += len(lost)
+        self._summaries.add([u for u, summary in zip(uids, summaries) if summary[SUMMARY_STALE] and u not in lost])
         return lost
 
     def _rewrite_users(self, hits: list[Hit], vector_of: Callable[[UserProfile, Hit], np.ndarray]) -> None:
@@ -373,22 +427,92 @@ class ProfileService:
         if todo:
             log.warning("%d user vectors changed during the write and keep their previous vector", len(todo))
 
-    def _user_vectors(self, profiles: list[UserProfile]) -> np.ndarray:
-        """Each profile's vector: its summary's text vector blended with its history's item
-        vectors (and the pooled collaborative part on hybrid stores)."""
-        config, layout = self.config.profile, self.schema.layout
-        summaries = [p.summary(config) for p in profiles]
-        summary_vectors = self.encoder.encode(summaries, batch_size=self.config.encode_batch_size)
+    def _user_vectors(self, stored: list[tuple[UserProfile, Hit | None]], *, defer: bool) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        """Each profile's vector (its summary's text vector blended with its history's item
+        vectors, and the pooled collaborative part on hybrid stores) and the summary fields to
+        store with it. A summary whose text is unchanged is not encoded again; with `defer`, a
+        changed one is not encoded now either (the last one stands in, or none) but marked for
+        the background encoder."""
+        summaries = [p.summary(self.config.profile) for p, _ in stored]
+        keys = [_summary_key(self.encoder, text) for text in summaries]
+        history = self._history_vectors([p for p, _ in stored])
+        vectors: list[np.ndarray | None] = [None] * len(stored)
+        fields: list[dict[str, Any]] = []
+        encode: list[int] = []
+        for n, ((profile, hit), key) in enumerate(zip(stored, keys)):
+            payload = hit.payload if hit is not None else {}
+            last, last_key = payload.get(SUMMARY_VECTOR) or "", payload.get(SUMMARY_OF) or ""
+            if last and last_key == key:
+                vectors[n] = _decode(last)
+                fields.append({SUMMARY_VECTOR: last, SUMMARY_OF: key, SUMMARY_STALE: []})
+            elif defer and (last or _pools(profile, history, self.config)):
+                vectors[n] = _decode(last) if last else None
+                fields.append({SUMMARY_VECTOR: last, SUMMARY_OF: last_key, SUMMARY_STALE: [key]})
+            else:
+                encode.append(n)
+                fields.append({})
+        if encode:
+            encoded = self.encoder.encode([summaries[n] for n in encode], batch_size=min(self.config.encode_batch_size, _SUMMARY_BATCH))
+            for n, vector in zip(encode, encoded):
+                vectors[n] = vector
+                fields[n] = {SUMMARY_VECTOR: _encode(vector), SUMMARY_OF: keys[n], SUMMARY_STALE: []}
+        blended = [self._blend(profile, vector, history) for (profile, _), vector in zip(stored, vectors)]
+        return np.stack(blended), fields
+
+    def _history_vectors(self, profiles: list[UserProfile]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """The text and collaborative parts of the items in these profiles' histories."""
+        layout = self.schema.layout
         history_ids = list(dict.fromkeys(e.item_id for p in profiles for e in p.history))
         hits = self.items.hits(history_ids, with_vectors=True, missing_ok=True) if history_ids else []
         text = {h.payload["item_id"]: layout.text_part(h.vector) for h in hits}
         cf = {h.payload["item_id"]: layout.cf_part(h.vector) for h in hits} if layout.hybrid else {}
-        vectors = []
-        for summary, profile in zip(summary_vectors, profiles):
-            weights = profile.pooling_weights(config)
-            text_vector = user_vector(summary, text, weights, config.text_weight)
-            vectors.append(layout.user(text_vector, pool_vectors(cf, weights) if layout.hybrid else None))
-        return np.stack(vectors)
+        return text, cf
+
+    def _blend(self, profile: UserProfile, summary: np.ndarray | None, history: tuple[dict, dict]) -> np.ndarray:
+        layout, config = self.schema.layout, self.config.profile
+        text, cf = history
+        weights = profile.pooling_weights(config)
+        text_vector = user_vector(summary, text, weights, config.text_weight)
+        return layout.user(text_vector, pool_vectors(cf, weights) if layout.hybrid else None)
+
+    def _encode_summaries(self, user_ids: list[str]) -> None:
+        """Encode the summaries written but not encoded (background summaries) and store them
+        with vectors blended from the current history; users written meanwhile are re-read
+        (their newer summary, if any, is queued again)."""
+        hits = {u: h for u, h in self.read(user_ids, fresh=True).items() if h.payload.get(SUMMARY_STALE)}
+        if not hits:
+            return
+        profiles = {u: UserProfile.model_validate(h.payload) for u, h in hits.items()}
+        texts = {u: p.summary(self.config.profile) for u, p in profiles.items()}
+        encoded = dict(zip(texts, self.encoder.encode(list(texts.values()), batch_size=min(self.config.encode_batch_size, _SUMMARY_BATCH))))
+        keys = {u: _summary_key(self.encoder, t) for u, t in texts.items()}
+        again: list[str] = []
+        with self._locked_users(list(hits)):
+            current = {u: h for u, h in self.read(list(hits), fresh=True).items() if h.payload.get(SUMMARY_STALE)}
+            if not current:
+                return
+            now = {u: UserProfile.model_validate(h.payload) for u, h in current.items()}
+            history = self._history_vectors(list(now.values()))
+            tokens = {u: _new_revision() for u in current}
+            vectors, payloads = [], []
+            for u, hit in current.items():
+                newer = _summary_key(self.encoder, now[u].summary(self.config.profile))
+                vectors.append(self._blend(now[u], encoded[u], history))
+                payloads.append({
+                    **hit.payload, SUMMARY_VECTOR: _encode(encoded[u]), SUMMARY_OF: keys[u],
+                    SUMMARY_STALE: [] if newer == keys[u] else [newer], REVISION: tokens[u],
+                })
+                if newer != keys[u]:
+                    again.append(u)
+            uids = list(current)
+            self.forget_cached(uids)
+            only_if = _same_revision([_revision(h) for h in current.values()])
+            self.store.upsert(USERS, [point_id("user", u) for u in uids], np.stack(vectors), payloads, only_if=only_if, mode="update_only")
+            self.forget_cached(uids)
+            stored = self._stored_revisions(uids)
+            again += [u for u in uids if u in stored and stored[u] != tokens[u]]  # another process wrote: again
+        if again:
+            self._summaries.add(again)
 
     def _stored_revisions(self, user_ids: list[str]) -> dict[str, str | None]:
         hits = self.store.retrieve(USERS, [point_id("user", u) for u in user_ids])
@@ -478,3 +602,80 @@ def _same_revision(revisions: list[str | None]) -> Filter:
 def _backoff() -> None:
     """A short random pause before retrying a write another writer won."""
     time.sleep(random.uniform(0.0005, 0.005))
+
+
+def _summary_key(encoder: Encoder, text: str) -> str:
+    """A short key of a summary text and the model that encodes it."""
+    return hashlib.blake2b(f"{encoder.name}\x1f{text}".encode(), digest_size=12).hexdigest()
+
+
+def _encode(vector: np.ndarray) -> str:
+    return base64.b64encode(np.asarray(vector, np.float32).tobytes()).decode("ascii")
+
+
+def _decode(text: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), np.float32).copy()
+
+
+def _pools(profile: UserProfile, history: tuple[dict, dict], config: RecommenderConfig) -> bool:
+    """Whether the profile's history gives a vector without its summary."""
+    return any(item in history[0] for item in profile.pooling_weights(config.profile))
+
+
+class _SummaryQueue:
+    """Users whose summaries await encoding, encoded in rounds on one background thread (started
+    on first use). A user queued several times before their round is encoded once."""
+
+    def __init__(self, encode: Callable[[list[str]], None]) -> None:
+        self.encode = encode
+        self._waiting: dict[str, None] = {}
+        self._busy = False
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._changed = threading.Condition()
+
+    def add(self, user_ids: list[str]) -> None:
+        if not user_ids:
+            return
+        with self._changed:
+            if self._closed:
+                return  # they stay marked in the store and are encoded when it next opens
+            self._waiting.update(dict.fromkeys(user_ids))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="semrec-summaries", daemon=True)
+                self._thread.start()
+            self._changed.notify_all()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: not self._waiting and not self._busy, timeout)
+
+    def close(self) -> None:
+        with self._changed:
+            self._closed = True
+            self._waiting.clear()
+            self._changed.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join()
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: self._waiting or self._closed)
+                if self._closed:
+                    self._busy = False
+                    self._changed.notify_all()
+                    return
+                batch = list(self._waiting)[:_SUMMARY_ROUND]
+                for uid in batch:
+                    del self._waiting[uid]
+                self._busy = True
+            try:
+                self.encode(batch)
+            except Exception:  # noqa: BLE001 - the users stay marked in the store
+                log.exception("encoding %d user summaries failed; they are retried when the store next opens", len(batch))
+            finally:
+                with self._changed:
+                    self._busy = False
+                    self._changed.notify_all()
