@@ -9,7 +9,7 @@ scorer); every figure below is on the test split. Rows:
 
 - semrec text-only = the default `ProfileConfig` user vector (summary + pooled items) against
   the item text vectors, base encoder ("zero-shot") and fine-tuned encoder;
-- semrec default (hybrid) = `SemrecScorer(item_vectors, encoder, DEFAULT_CONFIG)` (text user
+- semrec default (hybrid) = `SemrecScorer(item_vectors, encoder, RecommenderConfig())` (text user
   vector + collaborative SVD vector + popularity prior), item vectors from that encoder;
 - ItemKNN (k=10) and ALS (64 factors, alpha 2), on the same `TrainData` and `EvalTargets`.
 
@@ -29,9 +29,9 @@ import platform
 import time
 from pathlib import Path
 
+from semrec import RecommenderConfig
 from semrec.datasets import load_movielens
 from semrec.evaluation.baselines import ALS, ItemKNN
-from semrec.evaluation.hybrid import DEFAULT_CONFIG
 from semrec.evaluation.protocol import COLD_MAX_INTERACTIONS, evaluate
 from semrec.evaluation.splits import leave_last_out
 from semrec.training import SplitEvaluator, TrainConfig, finetune
@@ -91,7 +91,7 @@ def main() -> None:
     report = finetune(
         dataset, None, args.out, method=args.method, config=config, max_per_user=args.max_per_user,
         item_pairs=not args.no_item_pairs, cache_dir=OUT / "finetune-cache",
-        hybrid=DEFAULT_CONFIG,
+        hybrid=RecommenderConfig(),
     )
     _, test = leave_last_out(dataset.events)
     tester = SplitEvaluator(dataset, test, seed=config.seed)
@@ -113,7 +113,7 @@ def main() -> None:
         "load_average_start": [round(x, 2) for x in load_before],
         "load_average_end": [round(x, 2) for x in os.getloadavg()],
         "method": report.method,
-        "hybrid": DEFAULT_CONFIG.model_dump(),
+        "hybrid": RecommenderConfig().model_dump(include={"profile", "collaborative"}),
         "training": {k: v for k, v in report.info["training"].items() if k not in ("validation", "losses")},
         "validation": report.info["training"]["validation"],
         "data": report.info["data"],

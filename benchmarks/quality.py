@@ -3,6 +3,7 @@
     python benchmarks/quality.py /work/shared/data/ml-latest-small            # leave-last-out
     python benchmarks/quality.py /work/shared/data/ml-latest-small --protocol temporal
     python benchmarks/quality.py DATA --no-tune      # defaults only (no validation grids)
+    python benchmarks/quality.py DATA --no-tune --no-baselines   # quickest: semrec's rows only
 
 Writes benchmarks/out/quality-<dataset>-<protocol>.{json,md}; item texts are encoded once and
 cached under benchmarks/out/cache (keyed by model fingerprint and text hash).
@@ -25,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--include-seen", action="store_true", help="rank items already in the user's history too")
     parser.add_argument("--no-tune", action="store_true", help="skip the validation grids")
     parser.add_argument("--no-online", action="store_true", help="skip the Recommender-on-Qdrant-Edge row")
+    parser.add_argument("--no-baselines", action="store_true", help="skip popularity, ItemKNN and ALS")
     parser.add_argument("--model", default=None, help="sentence-transformers model (default: packaged MiniLM)")
     parser.add_argument("--backend", default="torch", help="encoder backend: torch (fp32 reference) or auto")
     parser.add_argument("--out", default="benchmarks/out")
@@ -39,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         exclude_seen=not args.include_seen,
         tune=not args.no_tune,
         online=not args.no_online,
+        baselines=not args.no_baselines,
         model=args.model,
         backend=args.backend,
         out_dir=args.out,

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 _EXPORTS = {
     "semrec.catalog": ("Catalog", "Item", "Reject", "load_catalog", "write_rejects"),
     "semrec.collaborative": ("CollaborativeConfig",),
+    "semrec.datasets": ("load_movielens",),
+    "semrec.demo": ("build_demo", "sample_catalog_path", "sample_events_path"),
     "semrec.encoders": ("Encoder", "ModelFingerprint", "load_encoder"),
     "semrec.errors": (
         "CatalogError",
@@ -29,6 +31,7 @@ _EXPORTS = {
         "StoreLockedError",
         "UnknownUserError",
     ),
+    "semrec.evaluation": ("markdown", "run_benchmark"),
     "semrec.profiles": ("Event", "ProfileConfig", "UserProfile"),
     "semrec.ranking": ("Recommendation", "Results"),
     "semrec.recommender": (
@@ -39,12 +42,15 @@ _EXPORTS = {
         "RecordReport",
     ),
     "semrec.store": ("EdgeStore", "QdrantStore", "VectorStore", "open_store"),
+    "semrec.training": ("TrainConfig", "finetune"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
 if TYPE_CHECKING:  # what static tools see
     from .catalog import Catalog, Item, Reject, load_catalog, write_rejects
     from .collaborative import CollaborativeConfig
+    from .datasets import load_movielens
+    from .demo import build_demo, sample_catalog_path, sample_events_path
     from .encoders import Encoder, ModelFingerprint, load_encoder
     from .errors import (
         CatalogError,
@@ -58,6 +64,7 @@ if TYPE_CHECKING:  # what static tools see
         StoreLockedError,
         UnknownUserError,
     )
+    from .evaluation import markdown, run_benchmark
     from .profiles import Event, ProfileConfig, UserProfile
     from .ranking import Recommendation, Results
     from .recommender import (
@@ -68,6 +75,7 @@ if TYPE_CHECKING:  # what static tools see
         RecordReport,
     )
     from .store import EdgeStore, QdrantStore, VectorStore, open_store
+    from .training import TrainConfig, finetune
 
 __version__ = "0.1.0"
 
@@ -98,12 +106,20 @@ __all__ = [
     "SemrecError",
     "StateFileError",
     "StoreLockedError",
+    "TrainConfig",
     "UnknownUserError",
     "UserProfile",
     "VectorStore",
+    "build_demo",
+    "finetune",
     "load_catalog",
     "load_encoder",
+    "load_movielens",
+    "markdown",
     "open_store",
+    "run_benchmark",
+    "sample_catalog_path",
+    "sample_events_path",
     "write_rejects",
 ]
 

@@ -25,10 +25,9 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from enum import Enum
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import typer
 from typer._click.exceptions import (  # Typer's own click
@@ -79,32 +78,12 @@ class CliError(SemrecError):
         self.code = code
 
 
-class Format(str, Enum):
-    table = "table"
-    json = "json"
-    jsonl = "jsonl"
-    csv = "csv"
-
-
-class ReportFormat(str, Enum):
-    markdown = "markdown"
-    json = "json"
-
-
-class OnUnknownItem(str, Enum):
-    raise_ = "raise"
-    skip = "skip"
-
-
-class Protocol(str, Enum):
-    leave_last_out = "leave-last-out"
-    temporal = "temporal"
-
-
-class Method(str, Enum):
-    auto = "auto"
-    full = "full"
-    adapter = "adapter"
+# the values an option takes (Typer turns a Literal into a choice)
+Format = Literal["table", "json", "jsonl", "csv"]
+ReportFormat = Literal["markdown", "json"]
+OnUnknownItem = Literal["raise", "skip"]
+Protocol = Literal["leave-last-out", "temporal"]
+Method = Literal["auto", "full", "adapter"]
 
 
 @dataclass
@@ -276,7 +255,7 @@ def _settings() -> Settings:
 
 def _format(fmt: Format | None) -> str:
     if fmt is not None:
-        return fmt.value
+        return fmt
     return "table" if sys.stdout.isatty() else "json"
 
 
@@ -686,7 +665,7 @@ def index(
 @app.command()
 def record(
     events: Path = typer.Argument(..., help="Events file with user_id, item_id, [kind], [ts], [weight]."),
-    on_unknown_item: OnUnknownItem = typer.Option(OnUnknownItem.raise_, "--on-unknown-item", help="raise: record nothing when an item is not indexed; skip: leave those events out."),
+    on_unknown_item: OnUnknownItem = typer.Option("raise", "--on-unknown-item", help="raise: record nothing when an item is not indexed; skip: leave those events out."),
     store: Optional[str] = StoreOpt,
     url: Optional[str] = UrlOpt,
     timeout: Optional[float] = TimeoutOpt,
@@ -697,7 +676,7 @@ def record(
     _input_file(events, "EVENTS")
     target = _target(store, url, timeout, existing=True)
     with _open(target) as rec:
-        report = rec.record_many(events, on_unknown_item=on_unknown_item.value)
+        report = rec.record_many(events, on_unknown_item=on_unknown_item)
     summary = dataclasses.asdict(report)
     human = f"recorded {report.events} events for {report.users} users"
     if getattr(report, "skipped_unknown_items", 0):
@@ -863,7 +842,7 @@ def evaluate(
     catalog: Optional[Path] = typer.Option(None, "--catalog", help="Catalog file of any data set (instead of a MovieLens folder)."),
     events: Optional[Path] = typer.Option(None, "--events", help="Events file: user_id, item_id, ts, and optionally kind, weight."),
     tags: Optional[Path] = typer.Option(None, "--tags", help="Optional dated tags: user_id, item_id, tag, ts."),
-    protocol: Protocol = typer.Option(Protocol.leave_last_out, "--protocol", help="How the events are split."),
+    protocol: Protocol = typer.Option("leave-last-out", "--protocol", help="How the events are split."),
     k: int = KOpt,
     include_seen: bool = typer.Option(False, "--include-seen", help="Also rank items already in the user's history."),
     tune: bool = typer.Option(True, "--tune/--no-tune", help="Validation grids (ItemKNN k, ALS, semrec levers) and the levers table."),
@@ -871,7 +850,7 @@ def evaluate(
     backend: str = typer.Option("torch", "--backend", help="Encoder backend: torch (fp32 reference) or auto."),
     out: Path = typer.Option(Path("benchmarks/out"), "--out", help="Folder for the report (JSON + Markdown) and the vector cache."),
     seed: int = typer.Option(0, "--seed"),
-    format: ReportFormat = typer.Option(ReportFormat.markdown, "--format", case_sensitive=False, help="The report on stdout: the Markdown tables, or the whole report as JSON."),
+    format: ReportFormat = typer.Option("markdown", "--format", case_sensitive=False, help="The report on stdout: the Markdown tables, or the whole report as JSON."),
 ) -> None:
     """Evaluate semrec against popularity, ItemKNN and ALS on one split; prints the report."""
     from .encoders import BACKENDS
@@ -891,11 +870,11 @@ def evaluate(
 
     with _model_loading():
         report = run_benchmark(
-            data, catalog=catalog, events=events, tags=tags, protocol=protocol.value, k=k,
+            data, catalog=catalog, events=events, tags=tags, protocol=protocol, k=k,
             exclude_seen=not include_seen, tune=tune, online=online, model=_settings().model, backend=backend,
             out_dir=out, cache_dir=out / "cache", seed=seed,
         )
-    typer.echo(markdown(report) if format == ReportFormat.markdown else json.dumps(report, ensure_ascii=False, indent=2, default=str))
+    typer.echo(markdown(report) if format == "markdown" else json.dumps(report, ensure_ascii=False, indent=2, default=str))
 
 
 @app.command()
@@ -1061,7 +1040,7 @@ def finetune(
     out: Path = typer.Option(..., "--out", help="Folder for the fine-tuned model (sentence-transformers, safetensors); a folder with files in it is refused unless --overwrite."),
     max_steps: int = typer.Option(1500, "--max-steps", min=1, help="Optimiser steps at most (CPU adapter: ~1-3 min)."),
     time_budget: Optional[float] = typer.Option(None, "--time-budget", min=1, help="Seconds of training at most (non-deterministic)."),
-    method: Method = typer.Option(Method.auto, "--method", help="auto (GPU: full, CPU: adapter), full or adapter."),
+    method: Method = typer.Option("auto", "--method", help="auto (GPU: full, CPU: adapter), full or adapter."),
     base_model: Optional[str] = typer.Option(None, "--base-model", help="Model to start from ($SEMREC_MODEL; default all-MiniLM-L6-v2)."),
     seed: int = typer.Option(0, "--seed"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Write into an --out folder that already has files."),
@@ -1077,10 +1056,10 @@ def finetune(
     from .training import finetune as run_finetune
 
     with _model_loading():
-        report = run_finetune(catalog, events, out, base_model=base_model or _settings().model, method=method.value,
+        report = run_finetune(catalog, events, out, base_model=base_model or _settings().model, method=method,
                               config=TrainConfig(max_steps=max_steps, time_budget=time_budget, seed=seed))
     serve = f"semrec reindex CATALOG --model {report.out}"
-    summary = {"out": str(report.out), "method": getattr(report, "method", method.value), "metrics": report.metrics, "serve": serve}
+    summary = {"out": str(report.out), "method": getattr(report, "method", method), "metrics": report.metrics, "serve": serve}
     human = json.dumps(report.metrics, indent=2) + f"\nmodel written to {report.out}; serve it with: {serve}"
     _emit_summary(summary, fmt, human)
 

@@ -158,12 +158,23 @@ def read_pointer(root: str | Path) -> dict[str, Any] | None:
     return pointer
 
 
+def _object_problem(value: Any, key: str, example: str, missing: str = "") -> str | None:
+    """What is wrong with the top level of a state file's JSON: not an object, or without `key`
+    (`example` shows the expected object; `missing` says what a missing key means)."""
+    if not isinstance(value, dict):
+        return f"holds a JSON {type(value).__name__}; expected an object {example}"
+    if key not in value:
+        return f'has no "{key}" key{missing}'
+    return None
+
+
 def _pointer_problem(pointer: Any) -> str | None:
     """What is wrong with the structure of a `CURRENT` value, or None."""
-    if not isinstance(pointer, dict):
-        return f'holds a JSON {type(pointer).__name__}; expected an object {{"version": ..., "previous": ...}}'
-    if "version" not in pointer:
-        return 'has no "version" key (it names no live version)'
+    problem = _object_problem(
+        pointer, "version", '{"version": ..., "previous": ...}', " (it names no live version)"
+    )
+    if problem:
+        return problem
     for key in ("version", "previous"):
         value = pointer.get(key)
         if value is None and key == "previous":
@@ -274,10 +285,9 @@ def read_store_meta(folder: str | Path) -> dict[str, Any]:
 
 def _meta_problem(meta: Any) -> str | None:
     """What is wrong with the structure of a `semrec.json` value, or None."""
-    if not isinstance(meta, dict):
-        return f"holds a JSON {type(meta).__name__}; expected an object {{\"collections\": {{...}}}}"
-    if "collections" not in meta:
-        return 'has no "collections" key'
+    problem = _object_problem(meta, "collections", '{"collections": {...}}')
+    if problem:
+        return problem
     collections = meta["collections"]
     if not isinstance(collections, dict):
         return f'has "collections" of type {type(collections).__name__}; expected an object'

@@ -1,8 +1,12 @@
-"""Shared fixtures: one real encoder per session (memoised), the shipped sample catalog, stores."""
+"""Shared fixtures: one real encoder per session (memoised), the shipped sample catalog, stores;
+and `need_extra`, the one way a test asks for an optional extra."""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pandas as pd
@@ -12,6 +16,50 @@ from semrec import Recommender, load_encoder
 from semrec.demo import sample_catalog, sample_events
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def extra_installed(extra: str, *modules: str) -> bool:
+    """Whether a test of `extra` can run: True when every one of `modules` imports; False when
+    none of them is installed (the extra is not). An extra that is installed but cannot run
+    fails the test: one module installed and another missing (a half-installed extra), or a
+    module that is installed but does not import (a broken install)."""
+    installed = [m for m in modules if _installed(m)]
+    if not installed:
+        return False
+    install = f"pip install 'semrec[{extra}]'"
+    missing = [m for m in modules if m not in installed]
+    if missing:
+        pytest.fail(
+            f"The {extra!r} extra is half installed: {', '.join(installed)} found, "
+            f"{', '.join(missing)} missing. Run {install}, or uninstall {', '.join(installed)}.",
+            pytrace=False,
+        )
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # noqa: BLE001 - installed but broken: say so, never skip
+            pytest.fail(
+                f"The {extra!r} extra is installed but {module!r} does not import "
+                f"({type(exc).__name__}: {exc}). Reinstall it: {install}",
+                pytrace=False,
+            )
+    return True
+
+
+def need_extra(extra: str, *modules: str) -> tuple[ModuleType, ...]:
+    """The `modules` a test of `extra` needs, imported (in the order given). Skips the test (or
+    the module, at module level) only when the extra is not installed; fails it when the extra
+    is installed but cannot run (see `extra_installed`)."""
+    if not extra_installed(extra, *modules):
+        pytest.skip(f"needs the {extra!r} extra: pip install 'semrec[{extra}]'", allow_module_level=True)
+    return tuple(importlib.import_module(m) for m in modules)
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent that does not import; a module without a spec
+        return True
 
 
 class CountingEncoder:

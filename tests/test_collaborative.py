@@ -1,16 +1,16 @@
-"""The collaborative signal in the store: known answers, congruence with the evaluation's scorer,
-new items after a fit, and clear errors."""
+"""The collaborative signal in the store: known answers, congruence with the evaluation's scorer
+(one `RecommenderConfig`, the same lists and scores), new items after a fit, and clear errors."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from semrec import CollaborativeConfig, ConfigError, RecommenderConfig
+from semrec import CollaborativeConfig, ConfigError, ProfileConfig, RecommenderConfig
 from semrec.catalog import load_catalog
 from semrec.collaborative import VectorLayout
 from semrec.datasets import load_dataset
 from semrec.demo import sample_catalog_path, sample_events_path
-from semrec.evaluation import DEFAULT_CONFIG, SemrecScorer, TrainData
+from semrec.evaluation import SemrecScorer, TrainData, text_only
 from semrec.evaluation.protocol import rank
 
 #: Bought together by many users, although their texts have nothing in common.
@@ -70,17 +70,31 @@ def test_people_who_bought_this_also_bought_that(open_rec, catalog, backend):
     assert rec.recommend("probe", k=10).item_ids == before
 
 
-def test_the_store_serves_what_the_evaluation_measures(open_rec, encoder):
-    """Congruence: the Recommender's fused scores = the evaluation's `SemrecScorer` (default config)."""
+CONGRUENCE = {
+    "default": RecommenderConfig(),
+    "tuned": RecommenderConfig(
+        profile=ProfileConfig(half_life=3.0, text_weight=0.6),
+        collaborative=CollaborativeConfig(dim=16, weight=2.0, popularity_weight=0.3, cold_shrinkage=1.0, cold_neighbours=3),
+    ),
+    "text-only": text_only(ProfileConfig(text_weight=1.0)),
+}
+
+
+@pytest.mark.parametrize("name", list(CONGRUENCE))
+def test_the_store_serves_what_the_evaluation_measures(open_rec, encoder, name):
+    """Congruence: for the same `RecommenderConfig`, a Recommender on the embedded store returns
+    the lists and scores the evaluation's `SemrecScorer` computes."""
+    config = CONGRUENCE[name]
     dataset = load_dataset(sample_catalog_path(), sample_events_path())
     items = load_catalog(dataset.catalog()).items
     data = TrainData.build(dataset.events, items)
-    rec = open_rec("edge")
+    rec = open_rec("edge", config=config.model_copy(deep=True))
     rec.index_items(dataset.catalog())
     rec.record_many(sample_events_path())
-    rec.fit_collaborative()
+    if rec.layout.hybrid:
+        rec.fit_collaborative()
     vectors = encoder.encode([i.text for i in items])
-    scorer = SemrecScorer(vectors, encoder, DEFAULT_CONFIG).fit(data)
+    scorer = SemrecScorer(vectors, encoder, config).fit(data)
     users = np.arange(len(data.user_ids))
     top = rank(scorer, data, users, 10)
     scores = scorer.score(users)

@@ -12,15 +12,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from semrec import CollaborativeConfig, RecommenderConfig
 from semrec.catalog import load_catalog
+from semrec.collaborative import collaborative_vectors, impute_cold, popularity_feature
 from semrec.datasets import Dataset
 from semrec.encoders import ModelFingerprint
 from semrec.errors import ConfigError
 from semrec.evaluation import (
-    DEFAULT_CONFIG,
     Estimate,
     EvalTargets,
-    HybridConfig,
     ItemKNN,
     Popularity,
     SemrecScorer,
@@ -37,9 +37,9 @@ from semrec.evaluation import (
     recall_at_k,
     run_benchmark,
     temporal_split,
+    text_only,
 )
 from semrec.evaluation.cache import CachedEncoder
-from semrec.evaluation.hybrid import collaborative_vectors, impute_cold, popularity_feature
 
 HAS_IMPLICIT = importlib.util.find_spec("implicit") is not None
 
@@ -219,11 +219,6 @@ def test_collaborative_vectors_and_cold_imputation():
     assert popularity_feature(np.array([0, 1, 3])).tolist() == pytest.approx([0.0, 0.5, 1.0])
 
 
-def test_hybrid_config_rejects_typos():
-    with pytest.raises(Exception, match="colaborative_weight"):
-        HybridConfig(colaborative_weight=1)
-
-
 def test_cached_encoder_encodes_each_text_once(tmp_path):
     inner = WordEncoder()
     enc = CachedEncoder(inner, tmp_path)
@@ -254,7 +249,11 @@ def synthetic_dataset(users_per_theme: int = 6, items_per_theme: int = 8) -> Dat
     return Dataset("synthetic", pd.DataFrame(items), pd.DataFrame(events))
 
 
-@pytest.mark.parametrize("config", [DEFAULT_CONFIG, HybridConfig(collaborative_weight=0)], ids=["default", "semantic-only"])
+#: The default configuration with collaborative vectors small enough for the synthetic catalogue.
+SMALL_DEFAULT = RecommenderConfig(collaborative=CollaborativeConfig(dim=8))
+
+
+@pytest.mark.parametrize("config", [SMALL_DEFAULT, text_only()], ids=["default", "text-only"])
 def test_semrec_finds_the_known_answer(config):
     ds = synthetic_dataset()
     _, test = leave_last_out(ds.events)
@@ -263,7 +262,7 @@ def test_semrec_finds_the_known_answer(config):
     vectors = enc.encode([i.text for i in catalog.items])
     data = TrainData.build(test.train, catalog.items)
     targets = EvalTargets.build(test, data)
-    scorer = SemrecScorer(vectors, enc, config.model_copy(update={"cf_dim": 8})).fit(data)
+    scorer = SemrecScorer(vectors, enc, config).fit(data)
     result = evaluate(scorer, data, targets, k=10, item_vectors=vectors)
     assert result["recall@10"].mean == 1.0
     assert result["recall@10"].n == 30
@@ -272,7 +271,7 @@ def test_semrec_finds_the_known_answer(config):
 def test_run_benchmark_reports_every_method_side_by_side(tmp_path):
     report = run_benchmark(
         dataset=synthetic_dataset(), encoder=WordEncoder(), tune=False, out_dir=tmp_path, cache_dir=None,
-        config=DEFAULT_CONFIG.model_copy(update={"cf_dim": 8}),
+        config=SMALL_DEFAULT,
     )
     methods = [r["method"] for r in report["rows"]]
     online = "semrec (default), served by Recommender on Qdrant Edge"

@@ -4,8 +4,10 @@ from pathlib import Path
 
 import pytest
 
-nbformat = pytest.importorskip("nbformat", reason="pip install 'semrec[notebooks]'")
-nbclient = pytest.importorskip("nbclient", reason="pip install 'semrec[notebooks]'")
+from conftest import need_extra
+
+# running them needs the kernel and matplotlib too
+nbformat, nbclient = need_extra("notebooks", "nbformat", "nbclient", "ipykernel", "matplotlib")[:2]
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 

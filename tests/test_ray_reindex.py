@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 from qdrant_client import QdrantClient
 
+from conftest import need_extra
 from semrec.reindex import reindex
 from semrec.store import QdrantStore
 
-ray = pytest.importorskip("ray", reason="needs the 'distributed' extra: pip install 'semrec[distributed]'")
+ray = need_extra("distributed", "ray")[0]
 
 
 

@@ -253,9 +253,12 @@ def test_each_reason_names_the_closest_history_item_with_a_cold_or_warm_cache(sh
     assert {r.reason.split(";")[0] for r in cold} == {f"like {n}" for n in names.values()}
 
 
-def test_a_long_seen_list_still_gets_k_results_from_hnsw(tmp_path, encoder):
-    """Above the exact-search size the store walks HNSW; under a strict filter (thousands of
-    seen items excluded) the walk can come back short, and the Recommender then scans exactly."""
+def test_a_long_seen_list_still_gets_k_results_from_hnsw(tmp_path, encoder, monkeypatch):
+    """Above the exact-search size the store walks HNSW, and the walk under a strict filter
+    (thousands of seen items excluded) gives k results. When a walk comes back short (the
+    filtered graph falls apart; simulated here by cutting the engine's answer to a walk), the
+    store scans exactly: the scan is seen to run, and without it the answer would be short."""
+    import semrec.store.edge as edge
     from semrec.catalog import Item
     from semrec.store.base import EXACT_SEARCH_MAX_CELLS
 
@@ -271,8 +274,38 @@ def test_a_long_seen_list_still_gets_k_results_from_hnsw(tmp_path, encoder):
     rec.finish_indexing()
     seen = [f"i{j}" for j in range(0, n, 2)]  # half the catalogue
     rec.record_many(pd.DataFrame({"user_id": "heavy", "item_id": seen, "ts": range(len(seen))}))
+
+    searches: list[tuple[bool, int]] = []  # (exact, hits) of each search of the items shard
+    short_walks = False
+
+    class WatchedShard:
+        def __init__(self, shard):
+            self.shard = shard
+
+        def __getattr__(self, name):
+            return getattr(self.shard, name)
+
+        def query(self, request):
+            points = self.shard.query(request)
+            if short_walks and not request.params.exact:
+                points = points[:3]
+            searches.append((request.params.exact, len(points)))
+            return points
+
+    real_shard = edge.EdgeStore._shard
+    monkeypatch.setattr(edge.EdgeStore, "_shard", lambda store, name: WatchedShard(real_shard(store, name)))
     for k in (10, 100):
+        searches.clear()
         results = rec.recommend("heavy", k=k, explain_results=False)
-        assert len(results) == k
-        assert not set(results.item_ids) & set(seen)
+        assert len(results) == k and not set(results.item_ids) & set(seen)
+        assert searches == [(False, k)]  # one HNSW walk, k results: no scan needed
+
+    short_walks = True
+    for k in (10, 100):
+        searches.clear()
+        results = rec.recommend("heavy", k=k, explain_results=False)
+        assert len(results) == k and not set(results.item_ids) & set(seen)
+        assert searches == [(False, 3), (True, k)]  # the walk came back short; the scan filled it
+    monkeypatch.setattr(edge, "query_filled", lambda search, exact, k, filter: search(exact))
+    assert len(rec.recommend("heavy", k=10, explain_results=False)) == 3  # short without the scan
     rec.close()

@@ -228,12 +228,41 @@ def test_upload_batches_by_bytes_and_count_and_retries_only_transient_errors():
 
 
 def test_uploading_store_streams_in_parallel(tmp_path):
+    """Three streams: the first three requests are in flight at the same time, on three upload
+    threads (each waits at a barrier for the other two; sent one after another, the first would
+    time out there), and every point lands once."""
+    import threading
+
     from semrec.store import QdrantStore
 
-    store = UploadingStore(QdrantStore(":memory:"), UploadConfig(max_points=7, streams=3))
+    class Watched:
+        """A server store whose upserts record their thread and meet at a barrier."""
+
+        kind = "qdrant"
+
+        def __init__(self, inner, streams):
+            self.inner, self.barrier, self.lock = inner, threading.Barrier(streams, timeout=10), threading.Lock()
+            self.threads, self.sizes = [], []
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def upsert(self, name, ids, vectors, payloads, **conditions):
+            with self.lock:
+                first = len(self.threads) < self.barrier.parties
+                self.threads.append(threading.current_thread().name)
+                self.sizes.append(len(ids))
+            if first:
+                self.barrier.wait()  # BrokenBarrierError unless the other streams are sending too
+            self.inner.upsert(name, ids, vectors, payloads, **conditions)
+
+    watched = Watched(QdrantStore(":memory:"), streams=3)
+    store = UploadingStore(watched, UploadConfig(max_points=7, streams=3))
     store.create_collection("items", 4, {})
     ids = [point_id("item", str(i)) for i in range(50)]
     store.upsert("items", ids, np.eye(4, dtype=np.float32)[np.arange(50) % 4], [{"item_id": str(i)} for i in range(50)])
+    assert sorted(watched.sizes) == [1] + [7] * 7  # 50 points in requests of at most 7
+    assert len(set(watched.threads[:3])) == 3 and all(t.startswith("semrec-upload") for t in watched.threads)
     assert store.count("items") == 50 and store.upserted == 50
     store.close()
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from semrec import ProfileConfig, load_encoder
+from semrec import CollaborativeConfig, ProfileConfig, RecommenderConfig, load_encoder
 from semrec.catalog import load_catalog
 from semrec.evaluation.splits import leave_last_out
 from semrec.profiles import Event, UserProfile
@@ -169,14 +169,25 @@ def test_saved_model_loads_and_gives_the_same_vectors(tuned_folder, real_encoder
     assert loaded.fingerprint.weights != real_encoder.fingerprint.weights
 
 
-def test_model_card_holds_the_metrics(tuned_folder):
+def test_model_card_holds_the_metrics(tiny, tuned_folder, real_encoder):
+    from semrec.datasets import load_dataset
+    from semrec.training import SplitEvaluator
+
     out, report = tuned_folder
     card = read_card(out)
     assert card["base_model"] == "sentence-transformers/all-MiniLM-L6-v2"
     assert card["method"] == "adapter"
     for split in ("validation", "test"):
         for when in ("before", "after"):
-            assert 0.0 <= card["metrics"][split][when]["ndcg@10"] <= 1.0
+            assert card["metrics"][split][when] == pytest.approx(report.metrics[split][when], abs=0, nan_ok=True)
+    # "before" is the base model measured by the evaluator on each split (validation: the
+    # text-only scorer's means; test: with standard errors)
+    items, events = tiny
+    val, test = leave_last_out(events)
+    dataset = load_dataset(items, events)
+    assert card["metrics"]["validation"]["before"] == pytest.approx(SplitEvaluator(dataset, val)(real_encoder), abs=1e-6, nan_ok=True)
+    expect = SplitEvaluator(dataset, test).measure(real_encoder, errors=True)
+    assert card["metrics"]["test"]["before"] == pytest.approx(expect, abs=1e-6, nan_ok=True)
     assert card["training"]["steps"] > 0 and card["training"]["loss"].startswith("MultipleNegativesRankingLoss+logQ")
     assert card["data"]["pairs"] == card["data"]["history_pairs"] + card["data"]["item_pairs"] > 0
     readme = (Path(out) / "README.md").read_text()
@@ -190,46 +201,64 @@ def test_unknown_method_is_refused(tiny, tmp_path):
         finetune(items, events, tmp_path / "m", method="fast")
 
 
+class WorldEncoder:
+    """Two dimensions, one per world: a text naming the Gadgets category is [1, 0], any other
+    [0, 1]. `reverse` sends every user summary ("Recently: ...") to the other world."""
 
-TINY_HYBRID = dict(collaborative_weight=1.0, popularity_weight=-0.1, cf_dim=4, cf_cold_shrinkage=3.0, cf_cold_neighbours=2)
+    dim = 2
+
+    def __init__(self, reverse: bool = False) -> None:
+        self.reverse = reverse
+
+    def encode(self, texts, **_) -> np.ndarray:
+        gadget = [("gadgets" in t.lower()) != (self.reverse and t.startswith("Recently:")) for t in texts]
+        return np.array([[1.0, 0.0] if g else [0.0, 1.0] for g in gadget], np.float32).reshape(-1, 2)
 
 
-def test_split_evaluator_hybrid_is_the_harness_semrec_scorer(tiny, real_encoder):
+def test_split_evaluator_gets_the_known_answers(tiny):
+    """On the test split each user has seen 5 of their world's 6 items; the 7 candidates are the
+    target (the 6th) and the other world's 6 items."""
     from semrec.datasets import load_dataset
-    from semrec.evaluation.hybrid import HybridConfig, SemrecScorer
-    from semrec.evaluation.protocol import evaluate
     from semrec.training import SplitEvaluator
 
     items, events = tiny
     _, test = leave_last_out(events)
-    config = HybridConfig(**TINY_HYBRID)
-    tester = SplitEvaluator(load_dataset(items, events), test)
-    vectors = real_encoder.encode([i.text for i in tester.items])
-    expect = evaluate(SemrecScorer(vectors, real_encoder, config).fit(tester.data), tester.data, tester.targets, k=10)
-    got = tester.measure(real_encoder, config, errors=True)
-    for key, value in expect.items():
-        assert got[key] == pytest.approx(getattr(value, "mean", value), abs=1e-9, nan_ok=True)
-    assert got["ndcg@10_se"] == pytest.approx(expect["ndcg@10"].se, abs=1e-12)
-    assert got["ndcg@10_n"] == len(tester.targets.users)
-    # a plain call is the text-only scorer, means only (what validation maximises)
-    assert tester(real_encoder) == pytest.approx(tester.measure(real_encoder), abs=0, nan_ok=True)
-    assert "ndcg@10_se" not in tester(real_encoder)
+    dataset = load_dataset(items, events)
+    tester = SplitEvaluator(dataset, test)
+    # the right world: the target is the only candidate scoring 1, so it ranks first
+    right = tester(WorldEncoder())
+    assert (right["recall@10"], right["ndcg@10"], right["mrr@10"]) == pytest.approx((1.0, 1.0, 1.0))
+    # the summary alone (text_weight 1) pointing at the other world: the target ranks 7th of 7
+    summary_only = ProfileConfig(text_weight=1.0)
+    wrong = SplitEvaluator(dataset, test, summary_only)(WorldEncoder(reverse=True))
+    assert (wrong["recall@10"], wrong["ndcg@10"], wrong["mrr@10"]) == pytest.approx((1.0, 1 / np.log2(8), 1 / 7))
+    # the collaborative term: own-world items score below 1 and the other world's ~0, so it
+    # overrules the misleading text (1 for the other world, 0 for the target) at weight 2, not 1
+    def hybrid(weight: float) -> RecommenderConfig:
+        return RecommenderConfig(profile=summary_only, collaborative=CollaborativeConfig(dim=4, weight=weight, popularity_weight=0.0))
+
+    assert tester.measure(WorldEncoder(reverse=True), hybrid(1.0))["ndcg@10"] == pytest.approx(1 / np.log2(8))
+    measured = tester.measure(WorldEncoder(reverse=True), hybrid(2.0), errors=True)
+    assert (measured["ndcg@10"], measured["ndcg@10_se"], measured["ndcg@10_n"]) == (pytest.approx(1.0), 0.0, 12)
 
 
 def test_finetune_measures_the_hybrid_scorer_on_test(tiny, tmp_path):
-    from semrec.evaluation.hybrid import HybridConfig
+    from semrec.datasets import load_dataset
+    from semrec.training import SplitEvaluator
 
     items, events = tiny
-    config = HybridConfig(**TINY_HYBRID)
+    config = RecommenderConfig(collaborative=CollaborativeConfig(dim=4, weight=1.0, popularity_weight=-0.1, cold_shrinkage=3.0, cold_neighbours=2))
     report = finetune(items, events, tmp_path / "m", method="adapter", hybrid=config,
                       config=TrainConfig(max_steps=10, batch_size=4, eval_every=5, learning_rate=1e-2))
-    for when in ("before", "after"):
-        for split in ("test", "test_hybrid"):
-            assert 0.0 <= report.metrics[split][when]["ndcg@10"] <= 1.0
-            assert report.metrics[split][when]["ndcg@10_se"] >= 0.0
+    # the hybrid rows are SemrecScorer under `config`, for the base and the fine-tuned encoder
+    _, test = leave_last_out(events)
+    tester = SplitEvaluator(load_dataset(items, events), test)
+    for when, encoder in (("before", report.base), ("after", report.encoder)):
+        assert report.metrics["test_hybrid"][when] == pytest.approx(tester.measure(encoder, config, errors=True), abs=1e-6, nan_ok=True)
     card = read_card(tmp_path / "m")
-    assert card["hybrid"]["cf_dim"] == 4
-    assert card["metrics"]["test_hybrid"]["after"]["ndcg@10"] == report.metrics["test_hybrid"]["after"]["ndcg@10"]
+    assert card["hybrid"] == config.model_dump(include={"profile", "collaborative"})
+    for when in ("before", "after"):
+        assert card["metrics"]["test_hybrid"][when] == pytest.approx(report.metrics["test_hybrid"][when], abs=0, nan_ok=True)
     # the in-memory encoder is the saved folder's
     texts = ["Zorblax kettle. Category: Gadgets."]
     assert np.allclose(report.encoder.encode(texts), load_encoder(tmp_path / "m", backend="torch").encode(texts), atol=1e-5)

@@ -1,8 +1,8 @@
 """Notebook helpers: tables, PCA, the item-space plot, escaped HTML."""
 
 import numpy as np
-import pytest
 
+from conftest import need_extra
 from semrec import viz
 from semrec.ranking import Recommendation, Results
 
@@ -29,9 +29,7 @@ def test_side_by_side_pads_the_shorter_table():
 
 
 def test_plot_item_space_marks_user_history_and_recommendations(open_rec, catalog):
-    pytest.importorskip("matplotlib", reason="pip install 'semrec[notebooks]'")
-    import matplotlib
-
+    matplotlib = need_extra("notebooks", "matplotlib")[0]
     matplotlib.use("Agg")
     rec = open_rec("edge")
     rec.index_items(catalog)

@@ -181,9 +181,7 @@ def _fast_cpu(
         return OnnxEncoder(reference, precision, cache_dir=cache_dir)
     from .openvino_backend import OpenVINOEncoder
 
-    return OpenVINOEncoder(
-        reference, precision, calibration_texts=sample_texts, cache_dir=cache_dir
-    )
+    return OpenVINOEncoder(reference, precision, calibration_texts=sample_texts, cache_dir=cache_dir)
 
 
 __all__ = [

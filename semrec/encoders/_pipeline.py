@@ -16,12 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import require
 from .base import ModelFingerprint, cap_texts, l2_normalize
 
 log = logging.getLogger(__name__)
 
 #: Bumped when the layout or the recipe of a cached export changes (older exports are redone).
 EXPORT_FORMAT = 2  # 2: mixed-precision openvino-int8, MatMul-only onnx-int8
+#: The precisions of a compiled backend ("<family>-int8", "<family>-fp32").
+PRECISIONS = ("int8", "fp32")
 #: Texts are tokenised this many at a time, so a huge catalogue never holds all token lists.
 TOKENIZE_CHUNK = 8192
 
@@ -190,17 +193,48 @@ def quiet_stdout() -> Iterator[None]:
 
 
 class CompiledEncoder:
-    """An `Encoder` over a compiled `(input_ids, attention_mask) -> embeddings` function.
+    """An `Encoder` over a compiled `(input_ids, attention_mask) -> embeddings` function, made
+    from a cached export of the torch model.
 
-    Subclasses set `backend` and implement `_infer` (a padded batch) and may override
-    `_infer_one` (a single unpadded text: the latency path). Tokenisation, truncation, length
-    sorting, progress and normalisation live here, so every fast backend treats texts alike.
-    The fingerprint is the torch model's: same weights, same vector space.
+    Subclasses set `family` (their backends are "<family>-int8" and "<family>-fp32") and
+    `runtime` (the module of the `fast` extra they run on), and implement `_export` (write the
+    model files of a precision into a folder), `_load` (open `self.export_dir` for inference) and
+    `_infer` (a padded batch); they may override `_infer_one` (a single unpadded text: the
+    latency path). Tokenisation, truncation, length sorting, progress and normalisation live
+    here, so every fast backend treats texts alike. The fingerprint is the torch model's: same
+    weights, same vector space.
+
+    Args:
+        reference: the torch encoder (`SentenceTransformerEncoder`) to export.
+        precision: "int8" or "fp32".
+        calibration_texts: texts of the catalogue, for a backend that calibrates its int8
+            export on them (used at the first export only).
+        cache_dir: the export cache (default: `cache_root()`).
+        threads: CPU threads for inference (default: `default_threads()`).
+
+    Example:
+        >>> from semrec.encoders import load_encoder
+        >>> enc = load_encoder(backend="onnx-int8")  # or "onnx-fp32", "openvino-int8", ...
+        >>> enc.encode(["red running shoes"]).shape
+        (1, 384)
     """
 
     backend = "compiled"
+    family = "compiled"
+    runtime = ""
 
-    def __init__(self, reference, *, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        reference,
+        precision: str = "int8",
+        *,
+        calibration_texts: Sequence[str] | None = None,
+        cache_dir: str | Path | None = None,
+        threads: int | None = None,
+    ) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be 'int8' or 'fp32', got {precision!r}.")
+        runtime = require(self.runtime, "fast")
         st = reference.model
         self.name: str = reference.name
         self.dim: int = reference.dim
@@ -208,6 +242,31 @@ class CompiledEncoder:
         self.tokenizer = Tokenizer(st.tokenizer, st.max_seq_length)
         self.threads = threads or default_threads()
         self._lock = threading.Lock()
+        self.backend = f"{self.family}-{precision}"
+        fp32_export = export_dir(self.fingerprint, f"{self.family}-fp32", cache_dir)
+        self.export_dir = cached_export(
+            self.fingerprint,
+            self.backend,
+            cache_dir,
+            lambda folder: self._export(st, folder, precision, fp32_export, calibration_texts),
+        )
+        self._load(runtime)
+
+    def _export(
+        self,
+        st_model,
+        folder: Path,
+        precision: str,
+        fp32_export: Path,
+        calibration_texts: Sequence[str] | None,
+    ) -> dict:
+        """Write the model files into `folder`; return metadata for `meta.json`. `fp32_export`
+        is this family's fp32 export folder (an int8 export may start from it when it is made)."""
+        raise NotImplementedError
+
+    def _load(self, runtime) -> None:
+        """Open the export in `self.export_dir` with the `runtime` module."""
+        raise NotImplementedError
 
     @property
     def fingerprint(self) -> ModelFingerprint:

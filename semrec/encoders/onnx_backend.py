@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import require
 from ._export import OUTPUT_NAME, export_onnx
-from ._pipeline import CompiledEncoder, cached_export, export_dir
+from ._pipeline import CompiledEncoder
 
 log = logging.getLogger(__name__)
 
@@ -60,39 +60,18 @@ def _export_int8(st_model, folder: Path, fp32_export: Path | None = None) -> dic
 
 
 class OnnxEncoder(CompiledEncoder):
-    """Encode with ONNX Runtime on CPU from a cached export of the torch model.
+    """Encode with ONNX Runtime on CPU from a cached export of the torch model (arguments and
+    example: `CompiledEncoder`; load it with `load_encoder(backend="onnx-int8")`)."""
 
-    Example:
-        >>> from semrec.encoders import load_encoder
-        >>> enc = load_encoder(backend="onnx-int8")
-        >>> enc.encode(["red running shoes"]).shape
-        (1, 384)
-    """
+    family = "onnx"
+    runtime = "onnxruntime"
 
-    def __init__(
-        self,
-        reference,
-        precision: str = "int8",
-        *,
-        cache_dir: str | Path | None = None,
-        threads: int | None = None,
-    ) -> None:
-        if precision not in ("int8", "fp32"):
-            raise ValueError(f"precision must be 'int8' or 'fp32', got {precision!r}.")
-        ort = require("onnxruntime", "fast")
-        super().__init__(reference, threads=threads)
-        self.backend = f"onnx-{precision}"
+    def _export(self, st_model, folder: Path, precision: str, fp32_export: Path, calibration_texts) -> dict:
         if precision == "int8":
-            fp32_dir = export_dir(self.fingerprint, "onnx-fp32", cache_dir)
+            return _export_int8(st_model, folder, fp32_export)
+        return _export_fp32(st_model, folder)
 
-            def build(folder: Path) -> dict:
-                return _export_int8(reference.model, folder, fp32_dir)
-        else:
-
-            def build(folder: Path) -> dict:
-                return _export_fp32(reference.model, folder)
-
-        self.export_dir = cached_export(self.fingerprint, self.backend, cache_dir, build)
+    def _load(self, ort) -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1

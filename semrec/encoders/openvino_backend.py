@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import require
 from ._calibration_texts import CALIBRATION_TEXTS
 from ._export import convert_openvino
-from ._pipeline import CompiledEncoder, Tokenizer, cached_export, export_dir, quiet_stdout
+from ._pipeline import CompiledEncoder, Tokenizer, quiet_stdout
 
 log = logging.getLogger(__name__)
 
@@ -87,44 +87,20 @@ def _export(
 
 
 class OpenVINOEncoder(CompiledEncoder):
-    """Encode with OpenVINO on CPU from a cached export of the torch model.
+    """Encode with OpenVINO on CPU from a cached export of the torch model (arguments and
+    example: `CompiledEncoder`; load it with `load_encoder(backend="openvino-int8")`).
 
     The int8 export is calibrated once, on `calibration_texts` (the catalogue being indexed)
     when given at the first export, else on texts shipped with semrec; later loads reuse it.
-
-    Example:
-        >>> from semrec.encoders import load_encoder
-        >>> enc = load_encoder(backend="openvino-int8")
-        >>> enc.encode(["red running shoes"]).shape
-        (1, 384)
     """
 
-    def __init__(
-        self,
-        reference,
-        precision: str = "int8",
-        *,
-        calibration_texts: Sequence[str] | None = None,
-        cache_dir: str | Path | None = None,
-        threads: int | None = None,
-    ) -> None:
-        if precision not in ("int8", "fp32"):
-            raise ValueError(f"precision must be 'int8' or 'fp32', got {precision!r}.")
-        ov = require("openvino", "fast")
-        super().__init__(reference, threads=threads)
-        self.backend = f"openvino-{precision}"
-        self.export_dir = cached_export(
-            self.fingerprint,
-            self.backend,
-            cache_dir,
-            lambda folder: _export(
-                reference.model,
-                folder,
-                precision,
-                calibration_texts,
-                export_dir(self.fingerprint, "openvino-fp32", cache_dir),
-            ),
-        )
+    family = "openvino"
+    runtime = "openvino"
+
+    def _export(self, st_model, folder: Path, precision: str, fp32_export: Path, calibration_texts) -> dict:
+        return _export(st_model, folder, precision, calibration_texts, fp32_export)
+
+    def _load(self, ov) -> None:
         self._core = ov.Core()
         # single texts: one request at a time using every core (lowest latency)
         self.compiled = self._compile("LATENCY")

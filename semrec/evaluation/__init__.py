@@ -1,5 +1,6 @@
 """Offline evaluation: time-respecting splits, full-ranking metrics, collaborative baselines,
-semrec's own scorer, and one-call benchmark reports.
+semrec's own scorer (what a `Recommender` with a given `RecommenderConfig` serves, built by the
+serving functions), validation grids over `RecommenderConfig` settings, and one-call reports.
 
 Example:
     >>> from semrec.evaluation import run_benchmark
@@ -7,29 +8,29 @@ Example:
 """
 
 from .baselines import ALS, ItemKNN, Popularity
-from .hybrid import DEFAULT_CONFIG, HybridConfig, SemrecScorer
+from .hybrid import SemrecScorer, text_only
 from .metrics import Estimate, coverage_at_k, intra_list_diversity, mrr_at_k, ndcg_at_k, popularity_bias, recall_at_k
 from .protocol import EvalTargets, Scorer, TrainData, evaluate, rank
 from .report import markdown, write_report
 from .runner import run_benchmark
-from .semantic import SemanticScorer
 from .splits import Split, leave_last_out, temporal_split
+from .tuning import DEFAULT_GRID, Trial, grid_search, select, setting_paths
 
 __all__ = [
     "ALS",
-    "DEFAULT_CONFIG",
+    "DEFAULT_GRID",
     "Estimate",
     "EvalTargets",
-    "HybridConfig",
     "ItemKNN",
     "Popularity",
     "Scorer",
-    "SemanticScorer",
     "SemrecScorer",
     "Split",
     "TrainData",
+    "Trial",
     "coverage_at_k",
     "evaluate",
+    "grid_search",
     "intra_list_diversity",
     "leave_last_out",
     "markdown",
@@ -39,6 +40,9 @@ __all__ = [
     "rank",
     "recall_at_k",
     "run_benchmark",
+    "select",
+    "setting_paths",
     "temporal_split",
+    "text_only",
     "write_report",
 ]

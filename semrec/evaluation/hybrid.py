@@ -1,144 +1,162 @@
-"""semrec's full scorer: the semantic user vector, plus a collaborative vector per item, plus a
-popularity prior, fused as one weighted dot product.
+"""semrec's scorer: what a `Recommender` with a given `RecommenderConfig` serves, computed offline.
 
-    score(u, i) = semantic_weight      * <user_vector(u), text_vector(i)>
-                + collaborative_weight * <pooled_cf(u),   cf_vector(i)>
-                + popularity_weight    * log1p(count(i)) / log1p(max count)
+The vectors are built by the functions serving uses, not by copies of them:
 
-`cf_vector(i)` is row i of V*S from a truncated SVD of the user x item matrix whose columns are
-scaled to unit length (so <cf_i, cf_j> approximates the co-occurrence cosine of ItemKNN), and
-`pooled_cf(u)` is the unit-length, recency-weighted mean of the user's history items' stored cf
-vectors (shrunk towards their text neighbours' when they have few interactions, see
-`impute_cold`), with the same `UserProfile.pooling_weights` as the semantic vector. The three terms are one dot
-product of concatenated vectors, so the fused ranking is a single nearest-neighbour query:
-item = [text_vector, cf_vector, pop], user = [w_sem * user_vector, w_cf * pooled_cf, w_pop].
+- items: `fit_item_parts` and `VectorLayout.items` (what `fit_collaborative` stores);
+- users: `profiles.user_vector`, `profiles.pool_vectors` and `VectorLayout.user` (what the
+  `ProfileService` stores after a fit);
+- queries: `VectorLayout.query` with the configured weights (what `Ranker.recommend` sends).
+
+So the score is the store's one dot product:
+
+    score(u, i) = <text_user(u), text(i)>
+                + collaborative.weight            * <cf_user(u), cf(i)>
+                + collaborative.popularity_weight * log1p(count(i)) / log1p(max count)
+
+A configuration with `collaborative.dim == 0` is a text-only store: the score is the first term
+alone. `text_only(profile)` is that configuration, the one text-only scorer.
+
+Example:
+    >>> from semrec import RecommenderConfig
+    >>> scorer = SemrecScorer(item_vectors, encoder, RecommenderConfig()).fit(data)   # doctest: +SKIP
+    >>> scorer.score(users)                                                           # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
-from ..collaborative import CollaborativeConfig, fit_item_parts, popularity_feature
-from ..collaborative import collaborative_vectors, impute_cold  # noqa: F401  (re-exported)
-from ..profiles import ProfileConfig
+from ..collaborative import CollaborativeConfig, VectorLayout, fit_item_parts
+from ..errors import ConfigError
+from ..profiles import ProfileConfig, pool_vectors, user_vector
+from ..recommender import RecommenderConfig
 from .protocol import TrainData
 from .semantic import UserParts
 
 
-class HybridConfig(BaseModel):
-    """One configuration of semrec's scorer (every lever measured on the validation split).
+def text_only(profile: ProfileConfig | None = None) -> RecommenderConfig:
+    """The text-only configuration (a store with `collaborative.dim=0`) under `profile`.
 
-    Args:
-        profile: the `ProfileConfig` (half_life = recency weighting, text_weight = blend of the
-            summary vector and the pooled item vectors).
-        semantic_weight / collaborative_weight / popularity_weight: weights of the three terms.
-        cf_dim: dimension of the collaborative item vectors.
-        cf_user_damping: rows (users) of the matrix are scaled by n_u ** -damping before the
-            SVD, so heavy users do not dominate the co-occurrence.
-        cf_cold_shrinkage: kappa; an item with n interactions gets the cf vector
-            n/(n+kappa) * own + kappa/(n+kappa) * imputed, where imputed is the cosine-weighted
-            mean cf vector of its `cf_cold_neighbours` nearest items by text vector among items
-            with >= 3 interactions (so new and rare items are reachable). 0 turns it off.
+    Example:
+        >>> text_only(ProfileConfig(text_weight=1.0)).collaborative.dim
+        0
     """
+    return RecommenderConfig(profile=profile or ProfileConfig(), collaborative=CollaborativeConfig(dim=0))
 
-    model_config = ConfigDict(extra="forbid")
 
-    profile: ProfileConfig = Field(default_factory=ProfileConfig)
-    semantic_weight: float = Field(1.0, ge=0)
-    collaborative_weight: float = Field(0.0, ge=0)
-    popularity_weight: float = 0.0
-    cf_dim: int = Field(512, ge=1)
-    cf_user_damping: float = Field(0.0, ge=0)
-    cf_cold_shrinkage: float = Field(10.0, ge=0)
-    cf_cold_neighbours: int = Field(10, ge=1)
+def label(config: RecommenderConfig) -> str:
+    """A short name of the settings the scorer reads, e.g. "semrec(tw=0.25,hl=1,cf=1x512,pop=-0.2,kappa=3)".
 
-    def collaborative(self) -> CollaborativeConfig:
-        """The same settings as a `Recommender`'s `CollaborativeConfig`."""
-        return CollaborativeConfig(
-            dim=self.cf_dim, weight=self.collaborative_weight, popularity_weight=self.popularity_weight,
-            cold_shrinkage=self.cf_cold_shrinkage, cold_neighbours=self.cf_cold_neighbours, user_damping=self.cf_user_damping,
-        )
+    Example:
+        >>> label(text_only())
+        'semrec(tw=0.25,hl=1)'
+    """
+    p, c = config.profile, config.collaborative
+    parts = [f"tw={p.text_weight:g}", f"hl={p.half_life:g}"]
+    if c.dim:
+        if c.weight:
+            parts.append(f"cf={c.weight:g}x{c.dim}")
+        if c.popularity_weight:
+            parts.append(f"pop={c.popularity_weight:g}")
+        if c.weight and c.cold_shrinkage:
+            parts.append(f"kappa={c.cold_shrinkage:g}")
+    return "semrec(" + ",".join(parts) + ")"
 
-    @classmethod
-    def from_recommender(cls, profile: ProfileConfig, collaborative: CollaborativeConfig) -> "HybridConfig":
-        """The configuration that scores what a `Recommender` with these settings serves."""
-        return cls(
-            profile=profile, collaborative_weight=collaborative.weight if collaborative.dim else 0.0,
-            popularity_weight=collaborative.popularity_weight if collaborative.dim else 0.0,
-            cf_dim=max(collaborative.dim, 1), cf_user_damping=collaborative.user_damping,
-            cf_cold_shrinkage=collaborative.cold_shrinkage, cf_cold_neighbours=collaborative.cold_neighbours,
-        )
 
-    def label(self) -> str:
-        p = self.profile
-        parts = [f"tw={p.text_weight:g}", f"hl={p.half_life:g}"]
-        if self.collaborative_weight:
-            parts.append(f"cf={self.collaborative_weight:g}x{self.cf_dim}")
-        if self.popularity_weight:
-            parts.append(f"pop={self.popularity_weight:g}")
-        if self.collaborative_weight and self.cf_cold_shrinkage:
-            parts.append(f"kappa={self.cf_cold_shrinkage:g}")
-        if self.semantic_weight != 1:
-            parts.append(f"sem={self.semantic_weight:g}")
-        return "semrec(" + ",".join(parts) + ")"
+def fit_items(data: TrainData, text_vectors: np.ndarray, collaborative: CollaborativeConfig, *, seed: int = 0) -> tuple[VectorLayout, np.ndarray]:
+    """The store's layout and its (items, item_dim) item vectors after `fit_collaborative` on
+    `data`'s interactions (text only when `collaborative.dim == 0`)."""
+    text_vectors = np.asarray(text_vectors, np.float32)
+    layout = VectorLayout(text=text_vectors.shape[1], collaborative=collaborative.dim)
+    if not layout.hybrid:
+        return layout, layout.items(text_vectors)
+    _, cf, pop = fit_item_parts(data.matrix, text_vectors, collaborative, seed=seed)
+    return layout, layout.items(text_vectors, cf, pop)
+
+
+def user_vectors(
+    parts: UserParts, summaries: np.ndarray | None, layout: VectorLayout, item_ids: np.ndarray, items: np.ndarray, text_weight: float
+) -> np.ndarray:
+    """(users, user_dim) stored user vectors, as the `ProfileService` writes them after a fit:
+    the text part blends the summary with the pooled history (`user_vector`), the collaborative
+    part pools the history's stored cf vectors (`pool_vectors`). `summaries` may be None when
+    `text_weight == 0` (the summary then has no weight)."""
+    text = dict(zip(item_ids, layout.text_part(items)))
+    cf = dict(zip(item_ids, layout.cf_part(items))) if layout.hybrid else {}
+    rows = []
+    for r, weights in enumerate(parts.weights):
+        summary = None if summaries is None or text_weight == 0 else summaries[r]
+        text_vector = user_vector(summary, text, weights, text_weight)
+        rows.append(layout.user(text_vector, pool_vectors(cf, weights) if layout.hybrid else None))
+    return np.stack(rows).astype(np.float32)
+
+
+def query_vectors(layout: VectorLayout, users: np.ndarray, *, weight: float, popularity_weight: float) -> np.ndarray:
+    """(users, item_dim) queries from stored user vectors, as `Ranker.recommend` makes them."""
+    return np.stack([
+        layout.query(layout.text_part(u), layout.cf_part(u), weight=weight, popularity_weight=popularity_weight) for u in users
+    ])
 
 
 class SemrecScorer:
-    """semrec's recommendations under a `HybridConfig` (see the module docstring)."""
+    """The recommendations a `Recommender` with `config` serves, as an evaluation `Scorer`.
 
-    def __init__(self, item_vectors: np.ndarray, encoder, config: HybridConfig | None = None, *, seed: int = 0, name: str | None = None) -> None:
+    Args:
+        item_vectors: (items, dim) text vectors of `data.items`, in the same order.
+        encoder: encodes the users' summaries.
+        config: the `RecommenderConfig` (None: the default, what semrec ships).
+        parts: users' profiles built once (e.g. for many encoders); their `ProfileConfig` must
+            equal `config.profile` except for `text_weight`.
+    """
+
+    def __init__(
+        self, item_vectors: np.ndarray, encoder, config: RecommenderConfig | None = None, *, seed: int = 0,
+        name: str | None = None, parts: UserParts | None = None,
+    ) -> None:
         self.item_vectors = item_vectors
         self.encoder = encoder
-        self.config = config or HybridConfig()
+        self.config = config or RecommenderConfig()
         self.seed = seed
-        self.name = name or self.config.label()
-        self._parts: UserParts | None = None
+        self.name = name or label(self.config)
+        if parts is not None and _profile_key(parts.config) != _profile_key(self.config.profile):
+            raise ConfigError(
+                f"parts were built with {parts.config!r}, but the scorer's profile is {self.config.profile!r}; "
+                "build UserParts with config.profile (only text_weight may differ)."
+            )
+        self._given = parts
+        self._parts = parts
+        self._query: np.ndarray | None = None
 
     def fit(self, data: TrainData) -> "SemrecScorer":
+        """Fit the item vectors on `data` (what `fit_collaborative` does on the store)."""
         self._data = data
-        cfg = self.config
-        self._pop = popularity_feature(data.counts)
-        self._cf = self._cf_items = None
-        if cfg.collaborative_weight:
-            self._cf, self._cf_items, self._pop = fit_item_parts(data.matrix, self.item_vectors, cfg.collaborative(), seed=self.seed)
-        self._parts = None
+        self.layout, self.items = fit_items(data, self.item_vectors, self.config.collaborative, seed=self.seed)
+        self._parts, self._query = self._given, None
         return self
 
-    def user_parts(self, users: np.ndarray) -> UserParts:
-        """Profiles, summaries (encoded) and pooling weights of these users."""
-        needs_summary = self.config.profile.text_weight > 0 and self.config.semantic_weight > 0
-        return UserParts(self._data, users, self.config.profile, self.encoder, summaries=needs_summary)
+    def stored_user_vectors(self, users: np.ndarray) -> np.ndarray:
+        """(len(users), user_dim) the vectors the store would hold for these user rows."""
+        self.prepare(users)
+        return self._stored[self._parts.rows(users)]
 
-    def prepare(self, users: np.ndarray, parts: UserParts | None = None) -> None:
-        self._parts = parts or self.user_parts(users)
-        self._query, self._keys = self.fused_vectors(self._parts)
-
-    def fused_vectors(self, parts: UserParts) -> tuple[np.ndarray, np.ndarray]:
-        """(users, D) query vectors and (items, D) item vectors whose dot product is the fused
-        score: the single-vector form a vector store can serve."""
-        cfg = self.config
-        ids = self._data.item_ids
-        blocks_u, blocks_i = [], []
-        if cfg.semantic_weight:
-            blocks_u.append(cfg.semantic_weight * parts.semantic(dict(zip(ids, self.item_vectors)), cfg.profile.text_weight))
-            blocks_i.append(self.item_vectors)
-        if self._cf is not None:
-            # users pool the stored (cold-shrunk) cf vectors, as the Recommender does
-            blocks_u.append(cfg.collaborative_weight * parts.pooled(dict(zip(ids, self._cf_items))))
-            blocks_i.append(self._cf_items)
-        if cfg.popularity_weight:
-            blocks_u.append(np.full((len(parts.users), 1), cfg.popularity_weight, np.float32))
-            blocks_i.append(self._pop[:, None])
-        return np.hstack(blocks_u).astype(np.float32), np.hstack(blocks_i).astype(np.float32)
+    def prepare(self, users: np.ndarray) -> None:
+        """Build the users' profiles, summaries and query vectors (once for all `users`)."""
+        if self._query is not None and self._covers(users):
+            return
+        if self._parts is None or not self._covers(users):
+            self._parts = UserParts(self._data, users, self.config.profile)
+        profile, cf = self.config.profile, self.config.collaborative
+        summaries = self._parts.summaries(self.encoder) if profile.text_weight > 0 else None
+        self._stored = user_vectors(self._parts, summaries, self.layout, self._data.item_ids, self.items, profile.text_weight)
+        self._query = query_vectors(self.layout, self._stored, weight=cf.weight, popularity_weight=cf.popularity_weight)
 
     def score(self, users: np.ndarray) -> np.ndarray:
-        if self._parts is None or not set(map(int, users)) <= set(map(int, self._parts.users)):
-            self.prepare(users)
-        return self._query[self._parts.rows(users)] @ self._keys.T
+        self.prepare(users)
+        return self._query[self._parts.rows(users)] @ self.items.T
+
+    def _covers(self, users: np.ndarray) -> bool:
+        return self._parts is not None and set(map(int, users)) <= self._parts.user_set
 
 
-#: What a `Recommender` with the default `RecommenderConfig` serves (the profile and
-#: collaborative defaults were selected on MovieLens latest-small's leave-last-out validation
-#: split; see benchmarks/RESULTS.md section 2).
-DEFAULT_CONFIG = HybridConfig.from_recommender(ProfileConfig(), CollaborativeConfig())
+def _profile_key(profile: ProfileConfig) -> dict:
+    return profile.model_dump(exclude={"text_weight"})

@@ -11,16 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..recommender import Recommender, RecommenderConfig
-from .hybrid import HybridConfig
 from .protocol import EvalTargets, TrainData, score_lists
-
-
-def recommender_config(config: HybridConfig) -> RecommenderConfig:
-    """The `RecommenderConfig` that serves what `SemrecScorer(config)` scores."""
-    if config.semantic_weight != 1:
-        raise ValueError(f"semantic_weight={config.semantic_weight} has no Recommender setting; expected 1.")
-    collaborative = config.collaborative() if config.collaborative_weight else config.collaborative().model_copy(update={"dim": 0})
-    return RecommenderConfig(profile=config.profile, collaborative=collaborative)
 
 
 def evaluate_recommender(
@@ -28,18 +19,19 @@ def evaluate_recommender(
     targets: EvalTargets,
     item_vectors: np.ndarray,
     encoder,
-    config: HybridConfig,
+    config: RecommenderConfig | None = None,
     *,
     k: int = 10,
     exclude_seen: bool = True,
     path: str | Path | None = None,
     url: str | None = None,
 ) -> tuple[dict, dict]:
-    """Metrics of `Recommender.recommend` on an embedded store (a temporary folder unless
-    `path`), or on a Qdrant server at `url`, plus timings {"load_s", "fit_s", "recommend_ms_p50"}."""
+    """Metrics of `Recommender.recommend` under `config` (None: `RecommenderConfig()`) on an
+    embedded store (a temporary folder unless `path`), or on a Qdrant server at `url`, plus
+    timings {"load_s", "fit_s", "recommend_ms_p50"}."""
     with tempfile.TemporaryDirectory(prefix="semrec-online-") as tmp:
         store = {"url": url} if url else {"path": Path(path or tmp) / "store"}
-        rec = Recommender.open(**store, encoder=encoder, config=recommender_config(config))
+        rec = Recommender.open(**store, encoder=encoder, config=config or RecommenderConfig())
         try:
             started = time.perf_counter()
             rec.upsert_items(data.items, item_vectors)

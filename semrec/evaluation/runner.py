@@ -17,14 +17,15 @@ from ..datasets import Dataset, load_dataset, load_movielens
 from ..encoders import load_encoder
 from ..errors import ConfigError
 from ..profiles import ProfileConfig
+from ..recommender import RecommenderConfig
 from .baselines import ALS, ItemKNN, Popularity
 from .cache import CachedEncoder
-from .hybrid import DEFAULT_CONFIG, HybridConfig, SemrecScorer
+from .hybrid import SemrecScorer, label, text_only
 from .online import evaluate_recommender
 from .protocol import EvalTargets, TrainData, evaluate
 from .report import write_report
 from .splits import Split, leave_last_out, temporal_split
-from .tuning import DEFAULT_GRID, Trial, grid_search, select
+from .tuning import DEFAULT_GRID, Trial, grid_search, select, setting
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ def run_benchmark(
     model: str | None = None,
     backend: str = "torch",
     encoder=None,
-    config: HybridConfig | None = None,
+    config: RecommenderConfig | None = None,
     out_dir: str | Path | None = "benchmarks/out",
     cache_dir: str | Path | None = "benchmarks/out/cache",
     seed: int = 0,
@@ -85,7 +86,9 @@ def run_benchmark(
             levers table; the tuned semrec configuration is reported beside the default.
         model / backend: the encoder (`semrec.load_encoder(model, backend)`); "torch" (fp32) is
             the reference, "auto" picks the library's fastest guarded backend.
-        config: semrec's configuration to report as "semrec (default)" (None: DEFAULT_CONFIG).
+        config: the `RecommenderConfig` to report as "semrec (default)" (None:
+            `RecommenderConfig()`, what semrec ships); the offline row scores it with
+            `SemrecScorer`, the online row serves it from a `Recommender`.
         online: also measure the live path: a `Recommender` on an embedded Qdrant Edge store,
             loaded with the training events through `record_many`, fitted, and queried per user.
         out_dir: where report.json and report.md are written (None: nowhere).
@@ -115,7 +118,7 @@ def run_benchmark(
     enc = CachedEncoder(encoder or load_encoder(model, backend), cache_dir)
     val = prepare(dataset, val_split, enc)
     test = prepare(dataset, test_split, enc)
-    default = config or DEFAULT_CONFIG
+    default = config or RecommenderConfig()
     has_implicit = importlib.util.find_spec("implicit") is not None
     if baselines and not has_implicit:
         log.warning("implicit is not installed: the ALS rows are skipped (pip install 'semrec[eval]').")
@@ -148,8 +151,8 @@ def run_benchmark(
             chosen["als"] = best_als
             rows.append(_row("ALS (64 factors, alpha 2)", "baseline", run(ALS(64, 2.0, seed=seed), test)))
             if best_als != dict(factors=64, alpha=2.0, regularization=0.01):
-                label = f"ALS ({best_als['factors']} factors, alpha {best_als['alpha']:g}, reg {best_als['regularization']:g}, tuned)"
-                rows.append(_row(label, "baseline", run(ALS(**best_als, seed=seed), test)))
+                als_name = f"ALS ({best_als['factors']} factors, alpha {best_als['alpha']:g}, reg {best_als['regularization']:g}, tuned)"
+                rows.append(_row(als_name, "baseline", run(ALS(**best_als, seed=seed), test)))
             peers_val = [m for _, m in als_val] + list(knn_val.values())
             peer_cov_val = best_als_metrics[f"coverage@{k}"]
         else:
@@ -161,12 +164,12 @@ def run_benchmark(
         peer_ndcg_val, peer_cov_val, peer_cold_val = 0.0, 0.0, 0.0
 
     zero_shot = {
-        "semrec zero-shot: text summary only": HybridConfig(profile=ProfileConfig(text_weight=1.0), collaborative_weight=0),
-        "semrec zero-shot: pooled history only": HybridConfig(profile=ProfileConfig(text_weight=0.0), collaborative_weight=0),
-        "semrec zero-shot: summary + pooled (library default profile)": HybridConfig(collaborative_weight=0),
+        "semrec zero-shot: text summary only": text_only(ProfileConfig(text_weight=1.0)),
+        "semrec zero-shot: pooled history only": text_only(ProfileConfig(text_weight=0.0)),
+        "semrec zero-shot: summary + pooled (library default profile)": text_only(),
     }
-    for label, cfg in zero_shot.items():
-        rows.append(_row(label, "semrec", run(semrec(cfg, label), test), cfg))
+    for name, cfg in zero_shot.items():
+        rows.append(_row(name, "semrec", run(semrec(cfg, name), test), cfg))
 
     if tune:
         trials = grid_search(val.data, val.targets, val.item_vectors, enc, grid=DEFAULT_GRID, base=default, seed=seed, **opts)
@@ -174,9 +177,9 @@ def run_benchmark(
         # the summary is what carries declared interests and category/tag tastes
         blends = [t for t in trials if t.config.profile.text_weight > 0]
         best = select(blends, k=k, min_ndcg=peer_ndcg_val, min_coverage=2 * peer_cov_val, min_cold_recall=peer_cold_val)
-        chosen["semrec"] = best.config.model_dump()
-        levers = _lever_table(trials, best, k)
-        levers.append({"lever": "default", "value": default.label(), "validation": _metrics_json(_find(trials, default))})
+        chosen["semrec"] = _settings(best.config)
+        levers = _lever_table(trials, best, DEFAULT_GRID)
+        levers.append({"lever": "default", "value": label(default), "validation": _metrics_json(_find(trials, default))})
     rows.append(_row("semrec (default)", "semrec", run(semrec(default, "semrec (default)"), test), default))
     if online:
         metrics, timing = evaluate_recommender(test.data, test.targets, test.item_vectors, enc, default, **opts)
@@ -212,11 +215,16 @@ def run_benchmark(
     return report
 
 
-def _row(name: str, kind: str, metrics: dict, config: HybridConfig | None = None) -> dict:
+def _row(name: str, kind: str, metrics: dict, config: RecommenderConfig | None = None) -> dict:
     row = {"method": name, "kind": kind, "metrics": _metrics_json(metrics)}
     if config is not None:
-        row["config"] = config.model_dump()
+        row["config"] = _settings(config)
     return row
+
+
+def _settings(config: RecommenderConfig) -> dict:
+    """The settings the scorer reads (profile and collaborative)."""
+    return config.model_dump(include={"profile", "collaborative"})
 
 
 def _metrics_json(metrics: dict | None) -> dict | None:
@@ -225,29 +233,19 @@ def _metrics_json(metrics: dict | None) -> dict | None:
     return {key: value.to_dict() if hasattr(value, "to_dict") else value for key, value in metrics.items()}
 
 
-def _find(trials: list[Trial], config: HybridConfig) -> dict | None:
+def _find(trials: list[Trial], config: RecommenderConfig) -> dict | None:
     for t in trials:
         if t.config == config:
             return t.metrics
     return None
 
 
-_LEVERS = {
-    "half_life (recency)": lambda c: c.profile.half_life,
-    "text_weight (summary vs pooled)": lambda c: c.profile.text_weight,
-    "collaborative_weight": lambda c: c.collaborative_weight,
-    "popularity_weight": lambda c: c.popularity_weight,
-    "cf_dim": lambda c: c.cf_dim,
-    "cf_cold_shrinkage": lambda c: c.cf_cold_shrinkage,
-}
-
-
-def _lever_table(trials: list[Trial], best: Trial, k: int) -> list[dict]:
-    """Each lever varied alone around the selected configuration (validation metrics)."""
-    rows = [{"lever": "selected", "value": best.config.label(), "validation": _metrics_json(best.metrics)}]
-    for lever, get in _LEVERS.items():
-        others = {name: g(best.config) for name, g in _LEVERS.items() if name != lever}
+def _lever_table(trials: list[Trial], best: Trial, grid: dict) -> list[dict]:
+    """Each setting of the grid varied alone around the selected configuration (validation metrics)."""
+    rows = [{"lever": "selected", "value": label(best.config), "validation": _metrics_json(best.metrics)}]
+    for path in grid:
+        others = [p for p in grid if p != path]
         for t in trials:
-            if all(g(t.config) == others[name] for name, g in _LEVERS.items() if name != lever) and t is not best:
-                rows.append({"lever": lever, "value": get(t.config), "validation": _metrics_json(t.metrics)})
+            if t is not best and all(setting(t.config, p) == setting(best.config, p) for p in others):
+                rows.append({"lever": path, "value": setting(t.config, path), "validation": _metrics_json(t.metrics)})
     return rows

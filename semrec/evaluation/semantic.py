@@ -1,8 +1,6 @@
-"""semrec's own scorer, built from the library's pieces: `UserProfile` fed with the training
-events, its text summary encoded by the encoder, `UserProfile.pooling_weights` for the recency
-weighting, and `semrec.profiles.user_vector` for the blend. What is evaluated is what the
-`Recommender` computes for a user (plus the optional collaborative and popularity terms of
-`semrec.evaluation.hybrid`)."""
+"""Users offline as the `Recommender` keeps them: a `UserProfile` fed the training events in time
+order, its pooling weights and its summary text (`semrec.evaluation.hybrid` turns them into
+vectors with the functions serving uses)."""
 
 from __future__ import annotations
 
@@ -12,7 +10,7 @@ from typing import Sequence
 import numpy as np
 
 from ..catalog import Item
-from ..profiles import Event, ProfileConfig, UserProfile, user_vector
+from ..profiles import Event, ProfileConfig, UserProfile
 from .protocol import TrainData
 
 log = logging.getLogger(__name__)
@@ -53,62 +51,22 @@ def build_profiles(data: TrainData, users: np.ndarray, config: ProfileConfig) ->
 
 
 class UserParts:
-    """Per-user pieces of the user vector for one profile configuration: the encoded summaries
-    and the pooling weights. Computed once, blended many times (text_weight is a free lever)."""
+    """Per-user pieces of the user vector for one profile configuration: the profiles (fed the
+    training events), their pooling weights and summary texts. Built once; the summaries are
+    encoded per encoder (`summaries`), and `text_weight` is free (it only blends)."""
 
-    def __init__(self, data: TrainData, users: np.ndarray, config: ProfileConfig, encoder, *, summaries: bool = True) -> None:
+    def __init__(self, data: TrainData, users: np.ndarray, config: ProfileConfig) -> None:
         self.users = np.asarray(users)
         self.config = config
         self.profiles = build_profiles(data, self.users, config)
         self.weights = [p.pooling_weights(config) for p in self.profiles]
-        self.summary_texts = [p.summary(config) for p in self.profiles] if summaries else None
-        self.summary_vectors = encoder.encode(self.summary_texts) if summaries else None
+        self.summary_texts = [p.summary(config) for p in self.profiles]
         self._row = {int(u): r for r, u in enumerate(self.users)}
+        self.user_set = set(self._row)
 
     def rows(self, users: Sequence[int]) -> np.ndarray:
-        return np.array([self._row[int(u)] for u in users])
+        return np.array([self._row[int(u)] for u in users], dtype=np.int64)
 
-    def semantic(self, item_vectors: dict[str, np.ndarray], text_weight: float) -> np.ndarray:
-        """(users, dim) user vectors exactly as `semrec.profiles.user_vector` blends them."""
-        out = []
-        for r, weights in enumerate(self.weights):
-            summary = None if self.summary_vectors is None or text_weight == 0 else self.summary_vectors[r]
-            pooled_weights = weights if text_weight < 1 else {}
-            out.append(user_vector(summary, item_vectors, pooled_weights, text_weight))
-        return np.stack(out)
-
-    def pooled(self, item_vectors: dict[str, np.ndarray]) -> np.ndarray:
-        """(users, dim) recency-weighted means of the given item vectors (unit length; zero rows
-        for users with none of the items)."""
-        dim = len(next(iter(item_vectors.values())))
-        out = np.zeros((len(self.weights), dim), dtype=np.float32)
-        for r, weights in enumerate(self.weights):
-            present = {i: w for i, w in weights.items() if i in item_vectors}
-            if present:
-                out[r] = user_vector(None, item_vectors, present, 0.0)
-        return out
-
-
-class SemanticScorer:
-    """Zero-shot semrec: dot product of the blended user vector with the item text vectors."""
-
-    def __init__(self, item_vectors: np.ndarray, encoder, config: ProfileConfig | None = None, name: str = "semrec-semantic") -> None:
-        self.item_vectors = item_vectors
-        self.encoder = encoder
-        self.config = config or ProfileConfig()
-        self.name = name
-
-    def fit(self, data: TrainData) -> "SemanticScorer":
-        self._data = data
-        self._by_id = dict(zip(data.item_ids, self.item_vectors))
-        self._parts: UserParts | None = None
-        return self
-
-    def prepare(self, users: np.ndarray) -> None:
-        self._parts = UserParts(self._data, users, self.config, self.encoder, summaries=self.config.text_weight > 0)
-        self._vectors = self._parts.semantic(self._by_id, self.config.text_weight)
-
-    def score(self, users: np.ndarray) -> np.ndarray:
-        if self._parts is None or not set(map(int, users)) <= set(map(int, self._parts.users)):
-            self.prepare(users)
-        return self._vectors[self._parts.rows(users)] @ self.item_vectors.T
+    def summaries(self, encoder) -> np.ndarray:
+        """(users, dim) the encoder's vectors of the summary texts."""
+        return encoder.encode(self.summary_texts)

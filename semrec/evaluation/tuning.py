@@ -1,11 +1,15 @@
-"""Measure semrec's levers on a validation split and pick the best configuration.
+"""Measure semrec's settings on a validation split and pick the best configuration.
 
-The levers: recency (`ProfileConfig.half_life`), the user vector's blend
-(`ProfileConfig.text_weight`: 1 = text summary only, 0 = pooled history only), the
-collaborative term (weight, dimension, cold-item shrinkage) and the popularity prior. The fused
-score is linear in its terms, so each term's users x items matrix is computed once per profile
-setting and the grid is a sum of matrices; `SemrecScorer` computes the same scores from
-concatenated vectors.
+A grid is a partial override of a `RecommenderConfig`, written as setting paths:
+
+    {"profile.text_weight": [0.25, 0.5], "collaborative.weight": [0, 1]}
+
+Every combination is scored as a `Recommender` with that configuration would serve it, through
+the serving kernel of `semrec.evaluation.hybrid` (`fit_items`, `user_vectors`, and
+`VectorLayout.query` for the queries). The fused score is linear in the query-time weights
+(`collaborative.weight`, `collaborative.popularity_weight`), so for each profile and item fit
+the three terms' users x items matrices are computed once, each from queries made by
+`VectorLayout.query`, and each weight pair is their weighted sum.
 """
 
 from __future__ import annotations
@@ -13,26 +17,76 @@ from __future__ import annotations
 import itertools
 import logging
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ..collaborative import CollaborativeConfig, VectorLayout
+from ..errors import ConfigError
 from ..profiles import ProfileConfig
-from .hybrid import HybridConfig, collaborative_vectors, impute_cold, popularity_feature
+from ..recommender import RecommenderConfig
+from .hybrid import fit_items, query_vectors, user_vectors
 from .protocol import EvalTargets, TrainData, rank, score_lists
 from .semantic import UserParts
 
 log = logging.getLogger(__name__)
 
-#: The default grid (every combination is scored on validation).
+#: The grid the shipped defaults were chosen from (every combination is scored on validation).
 DEFAULT_GRID: dict[str, Sequence[Any]] = {
-    "half_life": (1.0, 2.0, 3.0, 10.0),
-    "text_weight": (0.0, 0.25, 0.5, 0.75, 1.0),
-    "collaborative_weight": (0.0, 1.0, 2.0),
-    "popularity_weight": (-0.3, -0.2, -0.1, 0.0, 0.1),
-    "cf_dim": (512,),
-    "cf_cold_shrinkage": (0.0, 3.0, 10.0),
+    "profile.half_life": (1.0, 2.0, 3.0, 10.0),
+    "profile.text_weight": (0.0, 0.25, 0.5, 0.75, 1.0),
+    "collaborative.weight": (0.0, 1.0, 2.0),
+    "collaborative.popularity_weight": (-0.3, -0.2, -0.1, 0.0, 0.1),
+    "collaborative.dim": (512,),
+    "collaborative.cold_shrinkage": (0.0, 3.0, 10.0),
 }
+
+#: Collaborative settings applied at query time (the rest are fixed by the fit).
+_QUERY_TIME = ("weight", "popularity_weight")
+
+
+def setting_paths() -> list[str]:
+    """Every setting a grid may vary: the fields of `ProfileConfig` and `CollaborativeConfig`.
+
+    Example:
+        >>> "collaborative.weight" in setting_paths()
+        True
+    """
+    return [f"profile.{name}" for name in ProfileConfig.model_fields] + [
+        f"collaborative.{name}" for name in CollaborativeConfig.model_fields
+    ]
+
+
+def configure(base: RecommenderConfig, settings: Mapping[str, Any]) -> RecommenderConfig:
+    """`base` with the settings at these paths replaced (values are validated).
+
+    Example:
+        >>> configure(RecommenderConfig(), {"collaborative.weight": 0.5}).collaborative.weight
+        0.5
+    """
+    check_paths(settings)
+    data = base.model_dump()
+    for path, value in settings.items():
+        section, name = path.split(".")
+        data[section][name] = value
+    return RecommenderConfig.model_validate(data)
+
+
+def check_paths(settings: Mapping[str, Any]) -> None:
+    """Raise `ConfigError` naming the first path that is not a setting the scorer measures."""
+    valid = setting_paths()
+    for path in settings:
+        if path not in valid:
+            raise ConfigError(
+                f"Grid setting {path!r} is not a setting the offline scorer measures; expected a path of "
+                f"RecommenderConfig such as 'profile.text_weight' or 'collaborative.weight', one of: {', '.join(valid)}."
+            )
+
+
+def setting(config: RecommenderConfig, path: str) -> Any:
+    """The value of one setting path of `config`."""
+    section, name = path.split(".")
+    return getattr(getattr(config, section), name)
 
 
 class _Matrix:
@@ -52,7 +106,9 @@ class _Matrix:
 
 @dataclass
 class Trial:
-    config: HybridConfig
+    """One configuration and its validation metrics."""
+
+    config: RecommenderConfig
     metrics: dict
 
 
@@ -62,55 +118,104 @@ def grid_search(
     item_vectors: np.ndarray,
     encoder,
     *,
-    grid: dict[str, Sequence[Any]] | None = None,
-    base: HybridConfig | None = None,
+    grid: Mapping[str, Sequence[Any]] | None = None,
+    base: RecommenderConfig | None = None,
     k: int = 10,
     exclude_seen: bool = True,
     seed: int = 0,
 ) -> list[Trial]:
-    """Score every configuration of `grid` (keys: half_life, text_weight, collaborative_weight,
-    popularity_weight, cf_dim, cf_cold_shrinkage; missing keys take `base`'s value)."""
-    base = base or HybridConfig()
-    g = {key: tuple(values) for key, values in {**_single(base), **(grid or DEFAULT_GRID)}.items()}
+    """Score every combination of `grid` (setting paths -> values, see `setting_paths`; other
+    settings are `base`'s, by default `RecommenderConfig()`), in the grid's order.
+
+    Combinations that score the same (the collaborative fit's settings when
+    `collaborative.weight` is 0; every collaborative setting when `collaborative.dim` is 0) are
+    scored once, with the first value of each.
+
+    Example:
+        >>> trials = grid_search(data, targets, vectors, encoder, grid={"collaborative.weight": [0, 1]})  # doctest: +SKIP
+        >>> select(trials).config.collaborative.weight                                                    # doctest: +SKIP
+    """
+    base = base or RecommenderConfig()
+    grid = DEFAULT_GRID if grid is None else grid
+    check_paths(grid)
+    paths = list(grid)
+    configs, seen = [], set()
+    for values in itertools.product(*(tuple(grid[p]) for p in paths)):
+        config = configure(base, dict(zip(paths, values)))
+        key = _scored_as(config)
+        if key not in seen:
+            seen.add(key)
+            configs.append(config)
     users = targets.users
-    ids = data.item_ids
-    by_id = dict(zip(ids, item_vectors))
-    pop = popularity_feature(data.counts)
-    needs_cf = any(w > 0 for w in g["collaborative_weight"])
-    raw = {d: collaborative_vectors(data.matrix, d, user_damping=base.cf_user_damping, seed=seed) for d in g["cf_dim"]} if needs_cf else {}
-    cf_items = {
-        (d, kappa): impute_cold(raw[d], item_vectors, data.counts, shrinkage=kappa, neighbours=base.cf_cold_neighbours)
-        for d in raw
-        for kappa in g["cf_cold_shrinkage"]
-    }
-    trials: list[Trial] = []
-    for half_life in g["half_life"]:
-        profile = base.profile.model_copy(update={"half_life": half_life})
-        parts = UserParts(data, users, profile, encoder, summaries=any(t > 0 for t in g["text_weight"]))
-        sem = {tw: parts.semantic(by_id, tw) @ item_vectors.T for tw in g["text_weight"]}
-        # users pool the stored (cold-shrunk) cf vectors, as the Recommender does
-        cf = {key: parts.pooled(dict(zip(ids, vecs))) @ vecs.T for key, vecs in cf_items.items()}
-        for tw, wc, wp, dim, kappa in itertools.product(
-            g["text_weight"], g["collaborative_weight"], g["popularity_weight"], g["cf_dim"], g["cf_cold_shrinkage"]
-        ):
-            if wc == 0 and (dim, kappa) != (g["cf_dim"][0], g["cf_cold_shrinkage"][0]):
-                continue  # the cf settings do not matter without the cf term
-            config = base.model_copy(
-                update={
-                    "profile": profile.model_copy(update={"text_weight": tw}),
-                    "collaborative_weight": wc,
-                    "popularity_weight": wp,
-                    "cf_dim": dim,
-                    "cf_cold_shrinkage": kappa,
-                }
-            )
-            scores = base.semantic_weight * sem[tw] + wp * pop
-            if wc:
-                scores = scores + wc * cf[(dim, kappa)]
+    groups: dict[tuple[str, str, str], list[int]] = {}
+    for n, config in enumerate(configs):
+        groups.setdefault((_profile_key(config.profile), _json(config.profile.text_weight), _fit_key(config)), []).append(n)
+    parts: dict[str, tuple[UserParts, np.ndarray | None]] = {}
+    fits: dict[str, tuple[VectorLayout, np.ndarray]] = {}
+    metrics: dict[int, dict] = {}
+    for (profile_key, _, fit_key), members in groups.items():
+        first = configs[members[0]]
+        profile, collaborative = first.profile, first.collaborative
+        if profile_key not in parts:
+            needs_summary = any(c.profile.text_weight > 0 for c in configs if _profile_key(c.profile) == profile_key)
+            user_parts = UserParts(data, users, profile)
+            parts[profile_key] = (user_parts, user_parts.summaries(encoder) if needs_summary else None)
+            log.info("profile %s: %d users' profiles built", profile_key, len(users))
+        user_parts, summaries = parts[profile_key]
+        if fit_key not in fits:
+            fits[fit_key] = fit_items(data, item_vectors, collaborative, seed=seed)
+        layout, items = fits[fit_key]
+        stored = user_vectors(user_parts, summaries, layout, data.item_ids, items, profile.text_weight)
+        text, cf, pop = _terms(layout, stored, items, cf=any(configs[n].collaborative.weight for n in members))
+        for n in members:
+            c = configs[n].collaborative
+            scores = text
+            if layout.hybrid and c.weight:
+                scores = scores + c.weight * cf
+            if layout.hybrid and c.popularity_weight:
+                scores = scores + c.popularity_weight * pop
             topk = rank(_Matrix(scores, users), data, users, k, exclude_seen=exclude_seen)
-            trials.append(Trial(config, score_lists(topk, data, targets, k=k)))
-        log.info("half_life=%g: %d configurations scored", half_life, len(trials))
-    return trials
+            metrics[n] = score_lists(topk, data, targets, k=k)
+        log.info("%d of %d configurations scored", len(metrics), len(configs))
+    return [Trial(config, metrics[n]) for n, config in enumerate(configs)]
+
+
+def _terms(layout: VectorLayout, stored: np.ndarray, items: np.ndarray, *, cf: bool) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """The fused score's terms before weighting, each from queries `VectorLayout.query` makes:
+    text (both weights 0), collaborative (text part zero, weight 1) and popularity (one row)."""
+    text = query_vectors(layout, stored, weight=0.0, popularity_weight=0.0) @ items.T
+    if not layout.hybrid:
+        return text, None, None
+    zero = np.zeros(layout.text, np.float32)
+    collaborative = None
+    if cf:
+        collaborative = np.stack([layout.query(zero, layout.cf_part(u), weight=1.0) for u in stored]) @ items.T
+    popularity = layout.query(zero, None, popularity_weight=1.0) @ items.T
+    return text, collaborative, popularity
+
+
+def _scored_as(config: RecommenderConfig) -> tuple:
+    """What decides the scores: without the collaborative term its fit does not matter; a
+    text-only store ignores every collaborative setting."""
+    c = config.collaborative
+    if c.dim == 0:
+        return _json(config.profile), "text only"
+    if c.weight == 0:
+        return _json(config.profile), "popularity", c.popularity_weight
+    return _json(config.profile), _json(c)
+
+
+def _profile_key(profile: ProfileConfig) -> str:
+    """The profile settings that change the profiles (text_weight only blends)."""
+    return profile.model_dump_json(exclude={"text_weight"})
+
+
+def _fit_key(config: RecommenderConfig) -> str:
+    return config.collaborative.model_dump_json(exclude=set(_QUERY_TIME))
+
+
+def _json(value: Any) -> str:
+    return value.model_dump_json() if hasattr(value, "model_dump_json") else repr(value)
 
 
 def select(
@@ -118,7 +223,8 @@ def select(
 ) -> Trial:
     """The trial with the best NDCG@k among those with NDCG@k >= `min_ndcg`, coverage@k >=
     `min_coverage` and cold-slice recall > `min_cold_recall`; when none qualifies, the coverage
-    condition is dropped first, then the cold one."""
+    condition is dropped first, then the cold one. Ties go to the higher recall@k, then to the
+    earlier trial."""
     def ok(t: Trial, coverage: bool, cold: bool) -> bool:
         m = t.metrics
         return (
@@ -134,18 +240,3 @@ def select(
             break
     pool = pool or trials
     return max(pool, key=lambda t: (t.metrics[f"ndcg@{k}"].mean, t.metrics[f"recall@{k}"].mean))
-
-
-def _single(config: HybridConfig) -> dict[str, tuple]:
-    return {
-        "half_life": (config.profile.half_life,),
-        "text_weight": (config.profile.text_weight,),
-        "collaborative_weight": (config.collaborative_weight,),
-        "popularity_weight": (config.popularity_weight,),
-        "cf_dim": (config.cf_dim,),
-        "cf_cold_shrinkage": (config.cf_cold_shrinkage,),
-    }
-
-
-def best_profile(trial: Trial) -> ProfileConfig:
-    return trial.config.profile

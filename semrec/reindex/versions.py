@@ -250,31 +250,23 @@ class EdgeTarget:
 class ServerTarget:
     """The versions of a store on a Qdrant server (or qdrant-client's local mode, for tests).
 
+    `base` is the store opened on the live names; its client serves every version.
+
     Example:
-        >>> target = ServerTarget("http://localhost:6333")
+        >>> target = open_target("http://localhost:6333")  # a ServerTarget
     """
 
     kind = "qdrant"
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        prefix: str = "semrec",
-        api_key: str | None = None,
-        timeout: float = 60.0,
-        client: Any = None,
-        state_dir: str | Path | None = None,
-    ) -> None:
-        self.url, self.prefix = url, prefix
-        base = QdrantStore(url, prefix=prefix, api_key=api_key, timeout=timeout, client=client)
+    def __init__(self, url: str, base: QdrantStore, *, state_dir: str | Path | None = None) -> None:
+        self.url, self.prefix = url, base.prefix
         self.client, self.local = base.client, base.local
         if state_dir is None:
             if self.local and url != ":memory:":
-                state_dir = Path(url) / "semrec-reindex" / prefix
+                state_dir = Path(url) / "semrec-reindex" / self.prefix
             else:
-                slug = hashlib.blake2b(f"{url}|{prefix}".encode(), digest_size=6).hexdigest()
-                state_dir = Path.home() / ".cache" / "semrec" / "reindex" / f"{prefix}-{slug}"
+                slug = hashlib.blake2b(f"{url}|{self.prefix}".encode(), digest_size=6).hexdigest()
+                state_dir = Path.home() / ".cache" / "semrec" / "reindex" / f"{self.prefix}-{slug}"
         self.state_dir = Path(state_dir)
         self._lock = _JobLock(self.state_dir)
 
@@ -397,7 +389,8 @@ def open_target(
     (a `QdrantClient`, e.g. local mode in tests) `store` names it for messages and state."""
     text = str(store)
     if client is not None or text.startswith(("http://", "https://")) or text == ":memory:":
-        return ServerTarget(text, prefix=prefix, api_key=api_key, timeout=timeout, client=client, state_dir=state_dir)
+        base = QdrantStore(text, prefix=prefix, api_key=api_key, timeout=timeout, client=client)
+        return ServerTarget(text, base, state_dir=state_dir)
     return EdgeTarget(store)
 
 

@@ -3,9 +3,10 @@
 Leave-last-out split (the evaluation harness's): pairs come from the validation split's training
 events (each user's last two events are never used), validation NDCG@10 picks the checkpoint
 and stops early, and the test split measures the base and the fine-tuned model with the same
-scorer (semrec's own user vector: summary + pooled items under the same `ProfileConfig`) and,
-with `hybrid=`, also with semrec's full scorer (`semrec.evaluation.hybrid.SemrecScorer`: text
-user vector + collaborative vector + popularity prior), which is what the default serves.
+scorer (`semrec.evaluation.SemrecScorer` with the text-only configuration: summary + pooled
+items under the same `ProfileConfig`) and, with `hybrid=` (a `RecommenderConfig`), also with
+that configuration (text user vector + collaborative vector + popularity prior for the default
+`RecommenderConfig()`, what semrec serves).
 
 Example:
     >>> report = finetune("catalog.csv", "events.csv", "models/shop-ft", config=TrainConfig(max_steps=200))  # doctest: +SKIP
@@ -18,9 +19,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import numpy as np
 import pandas as pd
 
 from ..catalog import load_catalog
@@ -41,26 +41,13 @@ from .trainer import (
     train,
 )
 
+if TYPE_CHECKING:
+    from ..recommender import RecommenderConfig
+
 log = logging.getLogger(__name__)
 
 Method = Literal["auto", "full", "adapter"]
 METHODS = ("auto", "full", "adapter")
-
-
-class _Precomputed:
-    """A harness `Scorer` over fixed user and item vectors (dot product)."""
-
-    name = "semrec"
-
-    def __init__(self, users: np.ndarray, user_vectors: np.ndarray, item_vectors: np.ndarray) -> None:
-        self._row = {int(u): r for r, u in enumerate(users)}
-        self._users, self._items = user_vectors, item_vectors
-
-    def fit(self, data) -> _Precomputed:
-        return self
-
-    def score(self, users: np.ndarray) -> np.ndarray:
-        return self._users[[self._row[int(u)] for u in users]] @ self._items.T
 
 
 def metric_values(result: dict, *, errors: bool = False) -> dict[str, float]:
@@ -76,24 +63,25 @@ def metric_values(result: dict, *, errors: bool = False) -> dict[str, float]:
 
 
 class SplitEvaluator:
-    """semrec on one split, for any encoder: profiles and summaries are built once; each call
-    encodes the items and summaries and returns the harness's metrics (means).
+    """semrec on one split, for any encoder: profiles and summary texts are built once; each
+    call encodes the items and summaries and returns the harness's metrics (means).
 
-    A call scores with the text-only scorer (semrec's user vector under `profile`, dot product
-    with the item text vectors); `measure(encoder, hybrid)` scores with semrec's full scorer
-    `SemrecScorer(item_vectors, encoder, hybrid)` (`hybrid`: a `HybridConfig`) instead.
-    `data` and `targets` are the harness's `TrainData` and `EvalTargets` of the split, for
-    evaluating other methods on exactly the same users and catalogue.
+    Every measurement is `semrec.evaluation.SemrecScorer`, the scorer of what a `Recommender`
+    serves: a plain call uses the text-only configuration under `profile`
+    (`semrec.evaluation.text_only(profile)`); `measure(encoder, config)` uses any
+    `RecommenderConfig` (e.g. `RecommenderConfig()`, the shipped default). `data` and `targets`
+    are the harness's `TrainData` and `EvalTargets` of the split, for evaluating other methods on
+    exactly the same users and catalogue.
 
     Example:
         >>> val_eval = SplitEvaluator(dataset, val_split)      # doctest: +SKIP
         >>> val_eval(load_encoder(backend="torch"))["ndcg@10"]                # doctest: +SKIP
-        >>> val_eval.measure(encoder, DEFAULT_CONFIG, errors=True)["ndcg@10_se"]   # doctest: +SKIP
+        >>> val_eval.measure(encoder, RecommenderConfig(), errors=True)["ndcg@10_se"]   # doctest: +SKIP
     """
 
     def __init__(self, dataset: Dataset, split, profile: ProfileConfig | None = None, *, k: int = 10, seed: int = 0) -> None:
         from ..evaluation.protocol import EvalTargets, TrainData
-        from ..evaluation.semantic import build_profiles
+        from ..evaluation.semantic import UserParts
 
         self.profile = profile or ProfileConfig()
         self.k = k
@@ -102,38 +90,24 @@ class SplitEvaluator:
         self.items = load_catalog(dataset.catalog(split.tag_cutoff)).items
         self.data = TrainData.build(split.train, self.items)
         self.targets = EvalTargets.build(split, self.data)
-        profiles = build_profiles(self.data, self.targets.users, self.profile)
-        self.weights = [p.pooling_weights(self.profile) for p in profiles]
-        self.summaries = [p.summary(self.profile) for p in profiles]
+        self.parts = UserParts(self.data, self.targets.users, self.profile)
 
     def __call__(self, encoder) -> dict[str, float]:
         return self.measure(encoder)
 
-    def measure(self, encoder, hybrid=None, *, errors: bool = False) -> dict[str, float]:
-        """Metrics of `encoder` under the text-only scorer (`hybrid` None) or under
-        `SemrecScorer(item_vectors, encoder, hybrid)`; see `metric_values` for `errors`."""
-        from ..evaluation.hybrid import SemrecScorer
+    def measure(self, encoder, config: RecommenderConfig | None = None, *, errors: bool = False) -> dict[str, float]:
+        """Metrics of `encoder` under `SemrecScorer(item_vectors, encoder, config)`; `config`
+        None is the text-only configuration under this evaluator's profile. See
+        `metric_values` for `errors`."""
+        from ..evaluation.hybrid import SemrecScorer, text_only
         from ..evaluation.protocol import evaluate
 
+        config = config or text_only(self.profile)
+        same = config.profile.model_dump(exclude={"text_weight"}) == self.profile.model_dump(exclude={"text_weight"})
         item_vectors = encoder.encode([i.text for i in self.items])
-        if hybrid is None:
-            scorer = self._text_scorer(encoder, item_vectors)
-        else:
-            scorer = SemrecScorer(item_vectors, encoder, hybrid, seed=self.seed).fit(self.data)
-        result = evaluate(scorer, self.data, self.targets, k=self.k)
+        scorer = SemrecScorer(item_vectors, encoder, config, seed=self.seed, parts=self.parts if same else None)
+        result = evaluate(scorer.fit(self.data), self.data, self.targets, k=self.k)
         return metric_values(result, errors=errors)
-
-    def _text_scorer(self, encoder, item_vectors: np.ndarray) -> _Precomputed:
-        from ..profiles import user_vector
-
-        by_id = dict(zip(self.data.item_ids, item_vectors))
-        tw = self.profile.text_weight
-        summary_vectors = encoder.encode(self.summaries) if tw > 0 else [None] * len(self.summaries)
-        users = np.stack([
-            user_vector(s if tw > 0 else None, by_id, w if tw < 1 else {}, tw)
-            for s, w in zip(summary_vectors, self.weights)
-        ])
-        return _Precomputed(self.targets.users, users, item_vectors)
 
 
 @dataclass
@@ -173,7 +147,7 @@ def finetune(
     item_pairs_per_user: int | None = 50,
     evaluate_test: bool = True,
     cache_dir: str | Path | None = None,
-    hybrid=None,
+    hybrid: RecommenderConfig | None = None,
 ) -> FinetuneReport:
     """Fine-tune the encoder on interactions and save it (safetensors) with a model card.
 
@@ -194,8 +168,8 @@ def finetune(
             event's item) from each user's last `item_pairs_per_user` training events.
         evaluate_test: also measure base and fine-tuned model on the test split.
         cache_dir: where base-model vectors are cached between runs (None: memory only).
-        hybrid: a `semrec.evaluation.hybrid.HybridConfig` (e.g. `DEFAULT_CONFIG`, what semrec
-            serves by default): the test split also measures base and fine-tuned model with
+        hybrid: a `RecommenderConfig` (e.g. `RecommenderConfig()`, what semrec serves by
+            default): the test split also measures base and fine-tuned model with
             `SemrecScorer(item_vectors, encoder, hybrid)`, as metrics["test_hybrid"]. Validation
             (checkpoint, early stopping) stays on the text-only scorer.
 
@@ -284,7 +258,7 @@ def finetune(
             "item_pairs_per_user": item_pairs_per_user if item_pairs else 0,
         },
         "profile": profile.model_dump(),
-        "hybrid": hybrid.model_dump() if hybrid is not None else None,
+        "hybrid": hybrid.model_dump(include={"profile", "collaborative"}) if hybrid is not None else None,
         "config": config.model_dump(),
         "training": result.to_dict(),
         "metrics": metrics,
