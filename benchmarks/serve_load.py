@@ -6,7 +6,7 @@ The catalog is MovieLens's ~9.7k movies (titles, genres, tags: the real all-Mini
 default hybrid vectors. Every posted event must show in the user's very next recommendation
 request (the item is excluded as seen) and in their profile at the end.
 
-    .venv/bin/python benchmarks/serve_load.py [--requests 200] [--clients 8]
+    .venv/bin/python benchmarks/serve_load.py [--requests 200] [--clients 8] [--sync-updates]
 
 Writes benchmarks/serve_load.json (raw figures, git commit, CPU) and prints the RESULTS.md rows.
 """
@@ -74,6 +74,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200, help="requests per client and phase")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--users", type=int, default=200)
+    parser.add_argument("--sync-updates", action="store_true",
+                        help="serve with --sync-updates (summaries and popularity updated before each answer)")
     parser.add_argument("--out", type=Path, default=HERE / "serve_load.json")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="semrec-load-"))
@@ -82,7 +84,8 @@ def main() -> None:
     build_s = time.perf_counter() - started
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "semrec.cli", "serve", "--store", str(tmp / "store"), "--port", str(port), "--log-level", "warning"],
+        [sys.executable, "-m", "semrec.cli", "serve", "--store", str(tmp / "store"), "--port", str(port), "--log-level", "warning",
+         "--sync-updates" if args.sync_updates else "--background-updates"],
         stdout=subprocess.DEVNULL, stderr=open(tmp / "server.log", "w"), env={**os.environ, "SEMREC_API_KEY": ""},
     )
     base = f"http://127.0.0.1:{port}"
@@ -94,7 +97,8 @@ def main() -> None:
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
-        report = {"items": len(items), "users": len(users), "clients": args.clients, "build_s": round(build_s, 1)}
+        report = {"items": len(items), "users": len(users), "clients": args.clients, "build_s": round(build_s, 1),
+                  "updates": "sync" if args.sync_updates else "background"}
         report["mixed"] = mixed_phase(base, items, users, args)
         report["single"] = single_phase(base, items, args)
         report["batched"] = batched_phase(base, items, args)

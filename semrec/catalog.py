@@ -20,13 +20,14 @@ import numpy as np
 import pandas as pd
 
 from .errors import CatalogError, ConfigError
+from .schema import STORE_MANAGED_KEYS
 
 log = logging.getLogger(__name__)
 
 #: Columns with a meaning of their own; every other column is kept as filterable payload.
 KNOWN_COLUMNS = ("item_id", "name", "category", "tags", "description")
 #: Payload keys semrec writes itself; a catalog column may not use them.
-RESERVED_KEYS = ("category_levels", "text", "popularity", "cf_interactions")
+RESERVED_KEYS = ("category_levels", "text", *STORE_MANAGED_KEYS)
 MAX_NAME_CHARS = 500
 MAX_DESCRIPTION_CHARS = 1000
 #: Tags kept per item (the first ones, after de-duplication); further tags are dropped with a

@@ -369,7 +369,7 @@ def _target(store: str | None, url: str | None, timeout: float | None, *, existi
         url = _check_url(url, source)
         target = _Target(url=url, api_key=settings.qdrant_key, timeout=timeout)
     else:
-        source = "--store" if store is not None else "SEMREC_STORE" if os.environ.get("SEMREC_STORE") else "the default store"
+        source = "--store" if store is not None else "SEMREC_STORE" if "store" in settings.model_fields_set else "the default store"
         path = Path(store if store is not None else settings.store).expanduser()
         _check_store_path(path, source, existing)
         target = _Target(path=path, timeout=timeout)
@@ -988,6 +988,7 @@ def serve(
     workers: int = typer.Option(1, "--workers", min=1, help="Server processes (a Qdrant server is needed for more than 1)."),
     timeout: Optional[float] = TimeoutOpt,
     log_level: str = typer.Option("info", "--log-level", help="uvicorn log level (access logs are JSON lines)."),
+    background_updates: Optional[bool] = typer.Option(None, "--background-updates/--sync-updates", help="Background (the default): an event is answered once the profile is stored; its summary vector and the items' popularity catch up on background threads. Sync: both are updated before the answer."),
 ) -> None:
     """Serve events and recommendations over HTTP (FastAPI; OpenAPI at /docs and /openapi.json).
 
@@ -1012,6 +1013,7 @@ def serve(
     service = ServiceSettings(
         store=str(target.path) if target.path else None, url=target.url, qdrant_api_key=target.api_key,
         api_key=settings.api_key, model=settings.model, device=settings.device, timeout=target.timeout,
+        **({"background_updates": background_updates} if background_updates is not None else {}),
     )
     _configure_json_logs(log_level)
     if workers > 1:

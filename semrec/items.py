@@ -24,7 +24,7 @@ from .collaborative import neighbour_mean
 from .errors import ConfigError, NotIndexedError
 from .store import Hit, VectorStore, parse_filter, point_id
 from .store.base import Condition, Filter, LRUCache
-from .schema import CF_INTERACTIONS, ERASING, ITEMS, PENDING, STORE_MANAGED_KEYS, USERS, Schema
+from .schema import CF_INTERACTIONS, ERASING, ITEMS, STORE_MANAGED_KEYS, USERS, Schema
 
 if TYPE_CHECKING:  # the settings model is defined (and exported) with the facade
     from .recommender import RecommenderConfig
@@ -237,13 +237,12 @@ class ItemStore:
         if not self.store.has_collection(USERS):
             return {}
         if len(item_ids) <= _RECOUNT_BY_QUERY_MAX:
-            # index lookups per item, less the users being erased: those always carry pending
-            # marks (an indexed field), so they are found without reading every user's payload
+            # index lookups per item, less the users being erased (found through their indexed
+            # mark, so no user's payload is read but theirs)
             counts = Counter({i: self.store.count(USERS, Filter([Condition("seen", "eq", i)])) for i in item_ids})
             wanted = set(item_ids)
-            for hit in self.store.scroll(USERS, filter=Filter([Condition(PENDING, "nonempty")])):
-                if hit.payload.get(ERASING):
-                    counts.subtract(wanted.intersection(hit.payload.get("seen", [])))
+            for hit in self.store.scroll(USERS, filter=Filter([Condition(ERASING, "eq", True)])):
+                counts.subtract(wanted.intersection(hit.payload.get("seen", [])))
             return {i: float(counts[i]) for i in item_ids}
         wanted, counts = set(item_ids), Counter()
         for hit in self.store.scroll(USERS):

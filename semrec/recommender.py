@@ -66,11 +66,13 @@ class RecommenderConfig(BaseModel):
         diversity: default MMR trade-off (0 = pure relevance).
         template: how item text is built from name, category, tags, description.
         profile: how user profiles are kept and turned into text vectors.
-        summary_encoding: "sync" encodes a user's changed summary text within the write that
-            changed it; "background" writes the event at once (seen items, history and its
-            pooled vectors, with the last encoded summary) and encodes the new summary on a
-            background thread, coalescing a user's writes (what `semrec serve` uses: the model
-            no longer bounds events per second). `wait_for_summaries()` waits for it.
+        background_updates: False: `record` returns once everything an event changes is
+            stored. True (what `semrec serve` uses): `record` returns once the profile is
+            stored (seen items, history, its pooled vectors, with the last encoded summary);
+            the new summary's text vector and the items' popularity are updated on background
+            threads, coalescing concurrent writes, so the model and the popularity recount no
+            longer bound events per second. `wait_for_background()` waits for them; after a
+            crash the store finishes them when it next opens.
         collaborative: the collaborative signal and popularity prior fused into every
             recommendation (`dim=0`: a text-only store). Fit with `fit_collaborative()`.
     """
@@ -82,7 +84,7 @@ class RecommenderConfig(BaseModel):
     diversity: float = Field(0.0, ge=0, le=1)
     template: str = DEFAULT_TEMPLATE
     encode_batch_size: int = Field(64, ge=1)
-    summary_encoding: Literal["sync", "background"] = "sync"
+    background_updates: bool = False
     profile: ProfileConfig = Field(default_factory=ProfileConfig)
     collaborative: CollaborativeConfig = Field(default_factory=CollaborativeConfig)
 
@@ -227,13 +229,13 @@ class Recommender:
             raise
 
     def close(self) -> None:
-        self.profiles.close()  # background summary encoding stops first (what is left stays marked)
+        self.profiles.close()  # background updates stop first (what is left stays marked)
         self.store.close()
 
-    def wait_for_summaries(self, timeout: float | None = None) -> bool:
-        """Wait until every summary written so far is encoded (`summary_encoding="background"`);
-        False if `timeout` seconds passed first."""
-        return self.profiles.wait_for_summaries(timeout)
+    def wait_for_background(self, timeout: float | None = None) -> bool:
+        """Wait until the summaries and popularity of every write so far are updated
+        (`background_updates=True`); False if `timeout` seconds passed first."""
+        return self.profiles.wait_for_background(timeout)
 
     def refresh(self) -> bool:
         """Follow a blue-green re-index (`semrec reindex`): True when the store switched version.

@@ -17,7 +17,6 @@ import threading
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
-from .catalog import Item
 from .collaborative import VectorLayout
 from .encoders import ModelFingerprint
 from .errors import ConfigError, ModelMismatchError
@@ -25,6 +24,7 @@ from .store import VectorStore, parse_filter
 from .store.base import Condition, Filter, iso_datetime
 
 if TYPE_CHECKING:  # the settings model is defined (and exported) with the facade
+    from .catalog import Item
     from .recommender import RecommenderConfig
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ SUMMARY_STALE = "summary_stale"
 USER_STATE_KEYS = (REVISION, PENDING, ERASING, SUMMARY_VECTOR, SUMMARY_OF, SUMMARY_STALE)
 #: Fields semrec indexes on every item collection.
 _BASE_INDEXES = {"item_id": "keyword", "category_levels": "keyword", "tags": "keyword", "popularity": "float"}
-_USER_INDEXES = {"seen": "keyword", REVISION: "keyword", PENDING: "keyword", SUMMARY_STALE: "keyword"}
+_USER_INDEXES = {"seen": "keyword", REVISION: "keyword", PENDING: "keyword", SUMMARY_STALE: "keyword", ERASING: "bool"}
 #: A filter on "category" matches the category and every sub-category.
 _FILTER_ALIASES = {"category": "category_levels"}
 

@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 import uuid
-from typing import Any, Iterator, Literal
+from typing import Any, Iterator
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -32,6 +32,7 @@ from .errors import (
     UnknownUserError,
     require,
 )
+from .settings import Settings
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("semrec.access")
@@ -51,7 +52,9 @@ class ServiceSettings(BaseModel):
         api_key: when set, every request but /healthz and /readyz must send it
             (`X-API-Key: <key>` or `Authorization: Bearer <key>`); compared in constant time.
         model: sentence-transformers name or folder (None: the packaged default).
-        summary_encoding: "background" (default) or "sync"; see `RecommenderConfig`.
+        background_updates: True (default): an event is acknowledged once the profile is
+            stored; summaries and popularity catch up on background threads (see
+            `RecommenderConfig`).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -62,10 +65,8 @@ class ServiceSettings(BaseModel):
     api_key: str | None = None
     model: str | None = None
     device: str | None = None
-    timeout: float = 5.0
-    #: "background": an event is acknowledged once written (seen items, history, pooled vectors)
-    #: and the user's summary text is encoded on a background thread (see RecommenderConfig).
-    summary_encoding: Literal["sync", "background"] = "background"
+    timeout: float = Field(Settings.model_fields["timeout"].default, gt=0)
+    background_updates: bool = True
 
 
 class EventIn(BaseModel):
@@ -132,7 +133,7 @@ def open_recommender(settings: ServiceSettings):
     else:
         store = open_store(settings.store)
     try:
-        config = RecommenderConfig(summary_encoding=settings.summary_encoding)
+        config = RecommenderConfig(background_updates=settings.background_updates)
         return Recommender(store, load_encoder(settings.model, device=settings.device), config)
     except BaseException:
         store.close()
@@ -179,7 +180,7 @@ def create_app(settings: ServiceSettings | None = None, recommender: Any = None)
             raise _HttpError(503, "not_ready", "The service is starting or stopping; try again shortly.")
         return found
 
-    def authorised(request: Request) -> None:
+    async def authorised(request: Request) -> None:
         if not settings.api_key:
             return
         sent = request.headers.get("x-api-key") or ""
@@ -189,29 +190,11 @@ def create_app(settings: ServiceSettings | None = None, recommender: Any = None)
         if not hmac.compare_digest(sent.encode(), settings.api_key.encode()):
             raise _HttpError(401, "unauthorised", "Missing or wrong API key; send it as the X-API-Key header.")
 
+    # dependencies that do not block are `async def`: a plain `def` would cost each request a
+    # trip through the thread pool per dependency
     guarded = [Depends(authorised)]
 
-    @app.middleware("http")
-    async def access(request: Request, call_next):
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        request.state.request_id = request_id
-        started = time.perf_counter()
-        status = 500
-        try:
-            response = await call_next(request)
-            status = response.status_code
-        finally:
-            route = request.scope.get("route")
-            path = getattr(route, "path", "unmatched")
-            seconds = time.perf_counter() - started
-            metrics.requests.labels(path, request.method, str(status)).inc()
-            metrics.latency.labels(path, request.method).observe(seconds)
-            access_log.info(json.dumps({
-                "request_id": request_id, "method": request.method, "route": path, "path": request.url.path,
-                "status": status, "ms": round(seconds * 1000, 2),
-            }))
-        response.headers["X-Request-ID"] = request_id
-        return response
+    app.add_middleware(_AccessLog, metrics=metrics)
 
     @app.exception_handler(_HttpError)
     async def http_error(request: Request, exc: _HttpError):
@@ -239,21 +222,21 @@ def create_app(settings: ServiceSettings | None = None, recommender: Any = None)
         log.exception("request %s failed", getattr(request.state, "request_id", "?"))
         return _error(request, metrics, 500, "internal", "Internal error; the request id is in the logs.")
 
-    def filter_param(filter: str | None = Query(None, description='JSON, e.g. {"category": "Kitchen", "price": {"lt": 50}}')):
+    async def filter_param(filter: str | None = Query(None, description='JSON, e.g. {"category": "Kitchen", "price": {"lt": 50}}')):
         return _json_object("filter", filter, '{"category": "Kitchen"}')
 
-    def rules_param(rules: str | None = Query(None, description='JSON RankingRules, e.g. {"boost": {"in_stock": 0.1}, "pin": ["el-001"]}')):
+    async def rules_param(rules: str | None = Query(None, description='JSON RankingRules, e.g. {"boost": {"in_stock": 0.1}, "pin": ["el-001"]}')):
         return _json_object("rules", rules, '{"boost": {"in_stock": 0.1}}')
 
-    def negatives_param(negative: list[str] | None = Query(None, description="Item ids to push away (repeat the parameter).")):
+    async def negatives_param(negative: list[str] | None = Query(None, description="Item ids to push away (repeat the parameter).")):
         return negative or None
 
-    def k_param(k: int = Query(10, ge=1, le=1000, description="How many results (1-1000).")) -> int:
+    async def k_param(k: int = Query(10, ge=1, le=1000, description="How many results (1-1000).")) -> int:
         return k
 
     # health --------------------------------------------------------------------------------------
     @app.get("/healthz", tags=["health"])
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         """The process is up."""
         return {"status": "ok"}
 
@@ -402,6 +385,45 @@ _STATUS: dict[type, tuple[int, str]] = {
     MissingExtraError: (501, "not_installed"),
     ConfigError: (422, "invalid"),
 }
+
+
+class _AccessLog:
+    """ASGI middleware: a request id (taken from X-Request-ID or made, returned as X-Request-ID),
+    one JSON access-log line and the request metrics per request. Written against ASGI itself
+    rather than `@app.middleware("http")`, which costs every request an extra task and stream."""
+
+    def __init__(self, app, metrics: "Metrics") -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        sent_id = next((value for key, value in scope["headers"] if key == b"x-request-id"), b"")
+        request_id = sent_id.decode("latin-1") or uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", request_id.encode("latin-1"))]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            path = getattr(scope.get("route"), "path", "unmatched")
+            seconds = time.perf_counter() - started
+            self.metrics.requests.labels(path, scope["method"], str(status)).inc()
+            self.metrics.latency.labels(path, scope["method"]).observe(seconds)
+            access_log.info(json.dumps({
+                "request_id": request_id, "method": scope["method"], "route": path, "path": scope["path"],
+                "status": status, "ms": round(seconds * 1000, 2),
+            }))
 
 
 def _error(request, metrics: Metrics, status: int, kind: str, message: str, details: Any = None):

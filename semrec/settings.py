@@ -11,7 +11,10 @@ class Settings(BaseSettings):
     `SEMREC_API_KEY` (the key clients of `semrec serve` must send; also sent to the Qdrant server
     when `SEMREC_QDRANT_API_KEY` is not set),
     `SEMREC_TIMEOUT` (seconds to wait for the server to answer), `SEMREC_MODEL`
-    (sentence-transformers name or folder, or "use-multilingual"), `SEMREC_DEVICE`.
+    (sentence-transformers name or folder, or "use-multilingual"), `SEMREC_DEVICE`,
+    `SEMREC_NUM_THREADS` (CPU threads for inference; default: the cores this process may use),
+    `SEMREC_CACHE_DIR` (where exported models are kept; default ~/.cache/semrec).
+    This class is the one place a `SEMREC_*` variable is read.
 
     Example:
         >>> Settings(url="http://localhost:6333").timeout
@@ -32,3 +35,5 @@ class Settings(BaseSettings):
     timeout: float = Field(5.0, gt=0)
     model: str | None = None
     device: str | None = None
+    num_threads: int | None = Field(None, ge=1)
+    cache_dir: str | None = None

@@ -82,8 +82,10 @@ class ProfileService:
         self.write_conflicts = 0
         #: Concurrent `record` calls are applied together, one round at a time.
         self._commits = GroupCommit(self._record_round, max_batch=_MAX_EVENTS_PER_ROUND, size=lambda r: len(r[0]))
-        #: Users whose summary was written but not yet encoded (background summaries).
-        self._summaries = _SummaryQueue(self._encode_summaries)
+        #: Background updates: users whose summary was written but not yet encoded, and users
+        #: whose newly seen items are not yet recounted (their pending marks are still set).
+        self._summaries = _BackgroundQueue(self._encode_summaries, "semrec-summaries", "user summaries")
+        self._popularity = _BackgroundQueue(self._settle_popularity, "semrec-popularity", "popularity recounts")
 
     # writes ------------------------------------------------------------------------------------
     def record(self, events: list[Event], on_unknown: str) -> tuple[dict[str, UserProfile], list[str]]:
@@ -281,14 +283,21 @@ class ProfileService:
         else:
             self._profile_cache.invalidate(user_ids)
 
-    def wait_for_summaries(self, timeout: float | None = None) -> bool:
-        """Wait until every summary queued so far is encoded; False if `timeout` passed first."""
-        return self._summaries.wait(timeout)
+    def wait_for_background(self, timeout: float | None = None) -> bool:
+        """Wait until every background update queued so far is done (a summary encoding may
+        queue a popularity recount, so summaries go first); False if `timeout` passed first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for queue in (self._summaries, self._popularity):
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not queue.wait(left):
+                return False
+        return True
 
     def close(self) -> None:
-        """Stop background summary encoding after its current round (users left are still
-        marked in the store and encoded when it next opens)."""
+        """Stop background updates after their current round (users left are still marked in
+        the store and finished when it next opens)."""
         self._summaries.close()
+        self._popularity.close()
 
     # reads -------------------------------------------------------------------------------------
     def read(self, user_ids: list[str], *, fresh: bool = False) -> dict[str, Hit]:
@@ -373,7 +382,9 @@ class ProfileService:
                     "nothing was recorded for them. Send their events again (re-sent events are not "
                     "counted twice)."
                 )
-        if recount:
+        if recount and self.config.background_updates:
+            self._popularity.add(list(written))  # their pending marks say what to recount
+        elif recount:
             self.items.recount_popularity(sorted(recount))
             self._clear_pending(written)
         return written, applied
@@ -385,7 +396,7 @@ class ProfileService:
         if not batch:
             return set()
         self.schema.ensure_collection(USERS)
-        defer = self.config.summary_encoding == "background"
+        defer = self.config.background_updates
         vectors, summaries = self._user_vectors([(profile, hit) for profile, hit, _ in batch.values()], defer=defer)
         tokens = {uid: _new_revision() for uid in batch}
         payloads = []
@@ -523,15 +534,32 @@ class ProfileService:
         stripes = sorted({hash(u) % _USER_LOCK_STRIPES for u in user_ids})
         return _Locks([self._user_locks[i] for i in stripes])
 
+    def _settle_popularity(self, user_ids: list[str]) -> None:
+        """Recount the items these users' last writes newly saw (their pending marks), then
+        drop the marks of those not written since they were read (background updates)."""
+        hits = [h for h in self.store.retrieve(USERS, [point_id("user", u) for u in user_ids]) if h.payload.get(PENDING)]
+        hits = [h for h in hits if not h.payload.get(ERASING)]  # an erasure recounts for itself
+        if hits:
+            self.items.recount_popularity(sorted({i for h in hits for i in h.payload[PENDING]}))
+            self._popularity.add(self._clear_pending_of(hits))  # written meanwhile: their new marks next round
+
     def _clear_pending(self, profiles: dict[str, UserProfile | None]) -> None:
         """Drop the pending popularity marks of users whose write is now counted (only where no
         writer has written since: its own marks must stay until it recounts)."""
-        hits = self.store.retrieve(USERS, [point_id("user", u) for u in profiles])
+        self._clear_pending_of(self.store.retrieve(USERS, [point_id("user", u) for u in profiles]))
+
+    def _clear_pending_of(self, hits: list[Hit]) -> list[str]:
+        """Drop the pending marks of these user points, each only if its revision is still the
+        one in the hit; returns the users written meanwhile, whose marks stay. The revision
+        changes too, so a writer that read the marks before cannot write them back."""
         done = [h for h in hits if h.payload.get(PENDING)]
-        if done:
-            only_if = _same_revision([_revision(h) for h in done])
-            self.store.set_payload(USERS, [h.id for h in done], {PENDING: []}, only_if=only_if)
-            self.forget_cached([h.payload["user_id"] for h in done])
+        if not done:
+            return []
+        only_if = _same_revision([_revision(h) for h in done])
+        token = _new_revision()
+        self.store.set_payload(USERS, [h.id for h in done], {PENDING: [], REVISION: token}, only_if=only_if)
+        self.forget_cached([h.payload["user_id"] for h in done])
+        return [h.payload["user_id"] for h in self.store.retrieve(USERS, [h.id for h in done]) if h.payload.get(PENDING) and _revision(h) != token]
 
     def _finish_erasure(self, user_ids: list[str], items: list[str]) -> None:
         """Recount the popularity of the user's items (users marked as being erased do not
@@ -622,12 +650,14 @@ def _pools(profile: UserProfile, history: tuple[dict, dict], config: Recommender
     return any(item in history[0] for item in profile.pooling_weights(config.profile))
 
 
-class _SummaryQueue:
-    """Users whose summaries await encoding, encoded in rounds on one background thread (started
-    on first use). A user queued several times before their round is encoded once."""
+class _BackgroundQueue:
+    """Users awaiting a background update (`work(user_ids)`), done in rounds on one thread
+    (started on first use). A user queued several times before their round is done once."""
 
-    def __init__(self, encode: Callable[[list[str]], None]) -> None:
-        self.encode = encode
+    def __init__(self, work: Callable[[list[str]], None], thread_name: str, what: str) -> None:
+        self.work = work
+        self.thread_name = thread_name
+        self.what = what
         self._waiting: dict[str, None] = {}
         self._busy = False
         self._closed = False
@@ -642,7 +672,7 @@ class _SummaryQueue:
                 return  # they stay marked in the store and are encoded when it next opens
             self._waiting.update(dict.fromkeys(user_ids))
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="semrec-summaries", daemon=True)
+                self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
                 self._thread.start()
             self._changed.notify_all()
 
@@ -672,9 +702,9 @@ class _SummaryQueue:
                     del self._waiting[uid]
                 self._busy = True
             try:
-                self.encode(batch)
+                self.work(batch)
             except Exception:  # noqa: BLE001 - the users stay marked in the store
-                log.exception("encoding %d user summaries failed; they are retried when the store next opens", len(batch))
+                log.exception("%d background %s failed; they are retried when the store next opens", len(batch), self.what)
             finally:
                 with self._changed:
                     self._busy = False

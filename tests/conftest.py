@@ -3,8 +3,10 @@ and `need_extra`, the one way a test asks for an optional extra."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
+import re
 from pathlib import Path
 from types import ModuleType
 
@@ -14,6 +16,7 @@ import pytest
 
 from semrec import Recommender, load_encoder
 from semrec.demo import sample_catalog, sample_events
+from semrec.encoders import ModelFingerprint
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -60,6 +63,30 @@ def _installed(module: str) -> bool:
         return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):  # a parent that does not import; a module without a spec
         return True
+
+
+class WordEncoder:
+    """A fast, deterministic stand-in for a sentence model: hashed bag of words, unit length."""
+
+    name, dim, backend = "words", 64, "test"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    @property
+    def fingerprint(self) -> ModelFingerprint:
+        return ModelFingerprint(name=self.name, weights="words-v1", dim=self.dim)
+
+    def encode(self, texts, *, batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
+        self.calls += len(texts)
+        out = np.zeros((len(texts), self.dim), np.float32)
+        for row, text in enumerate(texts):
+            for word in re.findall(r"[a-z]+", text.lower()):
+                out[row, int(hashlib.md5(word.encode()).hexdigest(), 16) % self.dim] += 1.0
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+    def encode_query(self, text: str) -> np.ndarray:
+        return self.encode([text])[0]
 
 
 class CountingEncoder:

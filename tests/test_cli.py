@@ -351,3 +351,10 @@ def test_real_entry_points_write_errors_to_stderr_and_exit_2(tmp_path):
     assert result.returncode == EXIT_USAGE and len(result.stderr.strip().splitlines()) == 1
     assert json.loads(result.stdout.strip().splitlines()[-1])["exit_code"] == EXIT_USAGE
     assert not (tmp_path / "semrec-store").exists()
+
+
+def test_serve_refuses_what_it_cannot_honour_before_loading_anything(in_tmp, monkeypatch):
+    monkeypatch.setattr(cli, "_load_encoder", lambda *a: pytest.fail("the model loaded before the options were checked"))
+    several = invoke("serve", "--store", "s", "--workers", "2")
+    assert several.exit_code == EXIT_USAGE
+    assert re.search(r"--workers 2 needs a Qdrant server: an embedded store .* one process only", error_line(several))

@@ -3,10 +3,8 @@ set whose right answer is known (R@10 = 1)."""
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
-import re
 
 import numpy as np
 import pandas as pd
@@ -16,7 +14,6 @@ from semrec import CollaborativeConfig, RecommenderConfig
 from semrec.catalog import load_catalog
 from semrec.collaborative import collaborative_vectors, impute_cold, popularity_feature
 from semrec.datasets import Dataset
-from semrec.encoders import ModelFingerprint
 from semrec.errors import ConfigError
 from semrec.evaluation import (
     Estimate,
@@ -41,31 +38,9 @@ from semrec.evaluation import (
 )
 from semrec.evaluation.cache import CachedEncoder
 
+from conftest import WordEncoder
+
 HAS_IMPLICIT = importlib.util.find_spec("implicit") is not None
-
-
-class WordEncoder:
-    """A fast, deterministic stand-in for a sentence model: hashed bag of words, unit length."""
-
-    name, dim, backend = "words", 64, "test"
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    @property
-    def fingerprint(self) -> ModelFingerprint:
-        return ModelFingerprint(name=self.name, weights="words-v1", dim=self.dim)
-
-    def encode(self, texts, *, batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
-        self.calls += len(texts)
-        out = np.zeros((len(texts), self.dim), np.float32)
-        for row, text in enumerate(texts):
-            for word in re.findall(r"[a-z]+", text.lower()):
-                out[row, int(hashlib.md5(word.encode()).hexdigest(), 16) % self.dim] += 1.0
-        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
-
-    def encode_query(self, text: str) -> np.ndarray:
-        return self.encode([text])[0]
 
 
 # metrics ---------------------------------------------------------------------------------------

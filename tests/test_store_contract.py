@@ -119,9 +119,9 @@ def test_bool_fields_filter_and_read_back_as_bools(store):
 def test_edge_reuses_an_exclusion_only_for_the_same_ids():
     """Edge keeps recently built id exclusions (parsing UUIDs is its costliest filter step);
     a different id list, even by one id, builds its own."""
-    from semrec.store.edge import _ExclusionCache
+    from semrec.store.edge import ExclusionCache
 
-    cache = _ExclusionCache(size=2)
+    cache = ExclusionCache(size=2)
     a, b, c = (point_id("item", x) for x in "abc")
     first = cache([a, b])
     assert cache([a, b]) is first

@@ -3,9 +3,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import re
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,7 +11,6 @@ from pydantic import ValidationError
 from semrec import CollaborativeConfig, ConfigError, ProfileConfig, RecommenderConfig
 from semrec.catalog import load_catalog
 from semrec.datasets import Dataset
-from semrec.encoders import ModelFingerprint
 from semrec.evaluation import (
     EvalTargets,
     SemrecScorer,
@@ -28,22 +24,7 @@ from semrec.evaluation import (
 )
 from semrec.evaluation.tuning import configure
 
-
-class WordEncoder:
-    """Hashed bag of words, unit length: fast and deterministic."""
-
-    name, dim, backend = "words", 64, "test"
-    fingerprint = ModelFingerprint(name="words", weights="words-v1", dim=64)
-
-    def encode(self, texts, *, batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
-        out = np.zeros((len(texts), self.dim), np.float32)
-        for row, text in enumerate(texts):
-            for word in re.findall(r"[a-z]+", text.lower()):
-                out[row, int(hashlib.md5(word.encode()).hexdigest(), 16) % self.dim] += 1.0
-        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
-
-    def encode_query(self, text: str) -> np.ndarray:
-        return self.encode([text])[0]
+from conftest import WordEncoder
 
 
 # setting paths -----------------------------------------------------------------------------------

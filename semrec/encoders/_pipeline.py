@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import require
+from ..settings import Settings
 from .base import ModelFingerprint, cap_texts, l2_normalize
 
 log = logging.getLogger(__name__)
@@ -102,9 +103,9 @@ def pad_batch(
 
 def default_threads() -> int:
     """CPU threads for inference: `SEMREC_NUM_THREADS`, else the cores this process may use."""
-    env = os.environ.get("SEMREC_NUM_THREADS")
-    if env:
-        return max(1, int(env))
+    configured = Settings().num_threads
+    if configured:
+        return configured
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
@@ -119,8 +120,8 @@ def cache_root(cache_dir: str | Path | None = None) -> Path:
     `~/.cache/semrec/encoders`."""
     if cache_dir is not None:
         return Path(cache_dir).expanduser()
-    env = os.environ.get("SEMREC_CACHE_DIR")
-    base = Path(env).expanduser() if env else Path.home() / ".cache" / "semrec"
+    configured = Settings().cache_dir
+    base = Path(configured).expanduser() if configured else Path.home() / ".cache" / "semrec"
     return base / "encoders"
 
 
