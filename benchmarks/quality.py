@@ -6,16 +6,25 @@
     python benchmarks/quality.py DATA --no-tune --no-baselines   # quickest: semrec's rows only
 
 Writes benchmarks/out/quality-<dataset>-<protocol>.{json,md}; item texts are encoded once and
-cached under benchmarks/out/cache (keyed by model fingerprint and text hash).
+cached under benchmarks/out/cache (keyed by model fingerprint and text hash). `--raw FILE` also
+writes the report with the git commit and the machine beside RESULTS.md (the leave-last-out
+`--no-tune` run is benchmarks/quality.json, rendered into RESULTS.md by benchmarks/tables.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import subprocess
 import sys
+from pathlib import Path
 
 from semrec.evaluation import markdown, run_benchmark
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from crash import machine  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="benchmarks/out")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--raw", default=None, help="also write the report, with the commit and machine, to this JSON file")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     report = run_benchmark(
@@ -49,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
     )
     print(markdown(report))
+    if args.raw:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=HERE).stdout.strip()
+        Path(args.raw).write_text(json.dumps({"commit": commit, "machine": machine(), **report}, indent=1, default=str))
     return 0
 
 

@@ -1,7 +1,7 @@
 """Write the tables of benchmarks/RESULTS.md from the raw JSON the benchmarks saved beside it.
 
 Each table sits between `<!-- table:NAME -->` and `<!-- /table:NAME -->` in RESULTS.md and is
-made from `benchmarks/NAME.json` (NAME: crash, crash-run1, serve_load, negatives,
+made from `benchmarks/NAME.json` (NAME: quality, crash, crash-run1, serve_load, negatives,
 negatives-arms, encode_multilingual); the text around the markers is written by hand.
 
     .venv/bin/python benchmarks/tables.py          # rewrites RESULTS.md in place
@@ -75,7 +75,14 @@ def encode_multilingual(data: dict) -> str:
     return "\n".join(lines)
 
 
+def quality(data: dict) -> str:
+    from semrec.evaluation import markdown  # the report's own Markdown, as `semrec evaluate` prints it
+
+    return markdown({k: v for k, v in data.items() if k not in ("commit", "machine")}).strip()
+
+
 RENDER = {
+    "quality": quality,
     "crash": crash, "crash-run1": crash, "serve_load": serve_load, "negatives": negatives,
     "negatives-arms": negatives, "encode_multilingual": encode_multilingual,
 }
