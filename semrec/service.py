@@ -15,6 +15,7 @@ import contextlib
 import hmac
 import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -120,6 +121,17 @@ class Metrics:
         return self._text(self.registry)
 
 
+def model_threads(settings: ServiceSettings) -> int | None:
+    """The model's CPU threads in the service: `SEMREC_NUM_THREADS` if set; with background
+    updates, every usable core but one, so that encoding summaries in the background never takes
+    the core requests are answered on (on 2 cores: single events 107 -> 189/s, RESULTS.md §7);
+    else None (every core)."""
+    configured = Settings().num_threads
+    if configured or not settings.background_updates:
+        return configured
+    return max(1, len(os.sched_getaffinity(0)) - 1) if hasattr(os, "sched_getaffinity") else max(1, (os.cpu_count() or 2) - 1)
+
+
 def open_recommender(settings: ServiceSettings):
     """The Recommender the service serves (store opened first: a locked store fails fast)."""
     from .encoders import load_encoder
@@ -134,7 +146,7 @@ def open_recommender(settings: ServiceSettings):
         store = open_store(settings.store)
     try:
         config = RecommenderConfig(background_updates=settings.background_updates)
-        return Recommender(store, load_encoder(settings.model, device=settings.device), config)
+        return Recommender(store, load_encoder(settings.model, device=settings.device, threads=model_threads(settings)), config)
     except BaseException:
         store.close()
         raise
@@ -365,8 +377,6 @@ def create_app(settings: ServiceSettings | None = None, recommender: Any = None)
 
 def app_from_environment():
     """The app for each uvicorn worker process (`semrec serve --workers N`, Qdrant server only)."""
-    import os
-
     return create_app(ServiceSettings.model_validate_json(os.environ["SEMREC_SERVICE_SETTINGS"]))
 
 

@@ -474,9 +474,14 @@ class ProfileService:
         """The text and collaborative parts of the items in these profiles' histories."""
         layout = self.schema.layout
         history_ids = list(dict.fromkeys(e.item_id for p in profiles for e in p.history))
-        hits = self.items.hits(history_ids, with_vectors=True, missing_ok=True) if history_ids else []
-        text = {h.payload["item_id"]: layout.text_part(h.vector) for h in hits}
-        cf = {h.payload["item_id"]: layout.cf_part(h.vector) for h in hits} if layout.hybrid else {}
+        if not history_ids:
+            return {}, {}
+        if self.store.kind == "edge":  # one process owns the store: the item cache is never stale
+            vectors = self.items.vectors(history_ids)
+        else:  # another process may have re-fitted the items: read them
+            vectors = {h.payload["item_id"]: h.vector for h in self.items.hits(history_ids, with_vectors=True, missing_ok=True)}
+        text = {i: layout.text_part(v) for i, v in vectors.items()}
+        cf = {i: layout.cf_part(v) for i, v in vectors.items()} if layout.hybrid else {}
         return text, cf
 
     def _blend(self, profile: UserProfile, summary: np.ndarray | None, history: tuple[dict, dict]) -> np.ndarray:
@@ -526,7 +531,7 @@ class ProfileService:
             self._summaries.add(again)
 
     def _stored_revisions(self, user_ids: list[str]) -> dict[str, str | None]:
-        hits = self.store.retrieve(USERS, [point_id("user", u) for u in user_ids])
+        hits = self.store.retrieve(USERS, [point_id("user", u) for u in user_ids], with_payload=["user_id", REVISION])
         return {h.payload["user_id"]: _revision(h) for h in hits}
 
     def _locked_users(self, user_ids: list[str]) -> _Locks:
@@ -559,7 +564,8 @@ class ProfileService:
         token = _new_revision()
         self.store.set_payload(USERS, [h.id for h in done], {PENDING: [], REVISION: token}, only_if=only_if)
         self.forget_cached([h.payload["user_id"] for h in done])
-        return [h.payload["user_id"] for h in self.store.retrieve(USERS, [h.id for h in done]) if h.payload.get(PENDING) and _revision(h) != token]
+        after = self.store.retrieve(USERS, [h.id for h in done], with_payload=["user_id", REVISION, PENDING])
+        return [h.payload["user_id"] for h in after if h.payload.get(PENDING) and _revision(h) != token]
 
     def _finish_erasure(self, user_ids: list[str], items: list[str]) -> None:
         """Recount the popularity of the user's items (users marked as being erased do not

@@ -4,6 +4,7 @@ schema, and known answers (an event posted changes the very next recommendation)
 from __future__ import annotations
 
 import json
+import os
 import random
 import threading
 from collections import defaultdict
@@ -205,3 +206,16 @@ def test_negatives_and_rules_over_http(client):
     bad = client.get("/users/n/recommendations", params={"rules": json.dumps({"boost": {"name": 1}})})
     assert bad.status_code == 422 and "rules.boost on 'name'" in bad.json()["message"]
     assert client.get("/search", params={"q": "kettle", "rules": "{oops"}).status_code == 422
+
+
+def test_the_service_leaves_a_core_for_requests_when_it_encodes_in_the_background(monkeypatch):
+    from semrec.service import model_threads
+
+    monkeypatch.delenv("SEMREC_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    assert model_threads(ServiceSettings(store="s")) == 3  # background updates: all cores but one
+    assert model_threads(ServiceSettings(store="s", background_updates=False)) is None  # every core
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert model_threads(ServiceSettings(store="s")) == 1  # never zero
+    monkeypatch.setenv("SEMREC_NUM_THREADS", "2")
+    assert model_threads(ServiceSettings(store="s")) == 2  # an explicit setting wins

@@ -70,6 +70,9 @@ def test_filters_and_exclusions(store):
 def test_retrieve_keeps_order_and_skips_missing(store):
     ids = [point_id("item", k) for k in ("c", "zzz", "a")]
     assert _ids(store.retrieve("items", ids)) == ["c", "a"]
+    some = store.retrieve("items", ids, with_payload=["item_id", "price"])
+    assert [h.payload for h in some] == [{"item_id": "c", "price": 25.0}, {"item_id": "a", "price": 5.0}]
+    assert [h.payload for h in store.retrieve("items", ids, with_payload=False)] == [{}, {}]
 
 
 def test_top_by_payload_and_set_payload(store):

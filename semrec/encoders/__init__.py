@@ -66,6 +66,7 @@ def load_encoder(
     *,
     device: str | None = None,
     cache_dir: str | Path | None = None,
+    threads: int | None = None,
 ) -> Encoder:
     """Load an encoder for `model` (None: the packaged all-MiniLM-L6-v2).
 
@@ -79,6 +80,8 @@ def load_encoder(
         device: torch device for "torch" and "gpu"; "cpu" keeps "auto" off the GPU.
         cache_dir: where exports are kept (default `$SEMREC_CACHE_DIR/encoders` or
             `~/.cache/semrec/encoders`).
+        threads: CPU threads of the ONNX and OpenVINO backends (default: `SEMREC_NUM_THREADS`,
+            else every core this process may use).
 
     Example:
         >>> enc = load_encoder(backend="torch")
@@ -117,7 +120,7 @@ def load_encoder(
 
     reference = SentenceTransformerEncoder(model, device="cpu")
     if backend != "auto":
-        return _fast_cpu(backend, reference, sample_texts, cache_dir)
+        return _fast_cpu(backend, reference, sample_texts, cache_dir, threads)
 
     from .quality_guard import guard_sample, guarded
 
@@ -125,7 +128,7 @@ def load_encoder(
     reference_vectors = None
     for name in AUTO_ORDER:
         try:
-            candidate = _fast_cpu(name, reference, sample_texts, cache_dir)
+            candidate = _fast_cpu(name, reference, sample_texts, cache_dir, threads)
         except MissingExtraError as exc:
             log.info("Encoder backend %r unavailable (%s); trying the next one.", name, exc)
             continue
@@ -173,15 +176,16 @@ def _fast_cpu(
     reference: SentenceTransformerEncoder,
     sample_texts: Sequence[str] | None,
     cache_dir: str | Path | None,
+    threads: int | None = None,
 ) -> Encoder:
     family, precision = backend.split("-")
     if family == "onnx":
         from .onnx_backend import OnnxEncoder
 
-        return OnnxEncoder(reference, precision, cache_dir=cache_dir)
+        return OnnxEncoder(reference, precision, cache_dir=cache_dir, threads=threads)
     from .openvino_backend import OpenVINOEncoder
 
-    return OpenVINOEncoder(reference, precision, calibration_texts=sample_texts, cache_dir=cache_dir)
+    return OpenVINOEncoder(reference, precision, calibration_texts=sample_texts, cache_dir=cache_dir, threads=threads)
 
 
 __all__ = [

@@ -337,9 +337,10 @@ class VectorStore(Protocol):
     def delete(self, name: str, ids: Sequence[str]) -> None: ...
 
     def retrieve(
-        self, name: str, ids: Sequence[str], with_vectors: bool = False, with_payload: bool = True
+        self, name: str, ids: Sequence[str], with_vectors: bool = False, with_payload: bool | Sequence[str] = True
     ) -> list[Hit]:
-        """The stored points among `ids`, in the order of `ids` (missing ids are skipped)."""
+        """The stored points among `ids`, in the order of `ids` (missing ids are skipped), with
+        their whole payload, none of it, or only the fields named in `with_payload`."""
 
     def query(
         self,

@@ -359,11 +359,12 @@ class EdgeStore:
             self._counts.pop(name, None)
 
     def retrieve(
-        self, name: str, ids: Sequence[str], with_vectors: bool = False, with_payload: bool = True
+        self, name: str, ids: Sequence[str], with_vectors: bool = False, with_payload: bool | Sequence[str] = True
     ) -> list[Hit]:
         if not ids:
             return []
-        records = self._shard(name).retrieve(list(ids), with_payload, [VECTOR] if with_vectors else False)
+        selected = with_payload if isinstance(with_payload, bool) else list(with_payload)
+        records = self._shard(name).retrieve(list(ids), selected, [VECTOR] if with_vectors else False)
         found = {str(r.id): self._hit(name, r, with_vectors) for r in records}
         return [found[i] for i in ids if i in found]
 

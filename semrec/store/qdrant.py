@@ -180,12 +180,13 @@ class QdrantStore:
         self._counts.pop(name, None)
 
     def retrieve(
-        self, name: str, ids: Sequence[str], with_vectors: bool = False, with_payload: bool = True
+        self, name: str, ids: Sequence[str], with_vectors: bool = False, with_payload: bool | Sequence[str] = True
     ) -> list[Hit]:
         if not ids:
             return []
+        selected = with_payload if isinstance(with_payload, bool) else list(with_payload)
         records = self.client.retrieve(
-            self._name(name), list(ids), with_payload=with_payload, with_vectors=[VECTOR] if with_vectors else False
+            self._name(name), list(ids), with_payload=selected, with_vectors=[VECTOR] if with_vectors else False
         )
         found = {str(r.id): _hit(r, with_vectors) for r in records}
         return [found[i] for i in ids if i in found]
