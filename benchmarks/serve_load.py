@@ -74,6 +74,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200, help="requests per client and phase")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--users", type=int, default=200)
+    parser.add_argument("--paced-rate", type=float, default=50.0,
+                        help="paced phase: recommendations/s and events/s offered (each)")
+    parser.add_argument("--paced-seconds", type=float, default=20.0)
     parser.add_argument("--sync-updates", action="store_true",
                         help="serve with --sync-updates (summaries and popularity updated before each answer)")
     parser.add_argument("--out", type=Path, default=HERE / "serve_load.json")
@@ -100,9 +103,10 @@ def main() -> None:
         report = {"items": len(items), "users": len(users), "clients": args.clients, "build_s": round(build_s, 1),
                   "updates": "sync" if args.sync_updates else "background"}
         report["mixed"] = mixed_phase(base, items, users, args)
+        report["paced"] = paced_phase(base, items, users, args)
         report["single"] = single_phase(base, items, args)
         report["batched"] = batched_phase(base, items, args)
-        report["errors"] = sum(report[phase]["errors"] for phase in ("mixed", "single", "batched"))
+        report["errors"] = sum(report[phase]["errors"] for phase in ("mixed", "paced", "single", "batched"))
     finally:
         server.terminate()
         server.wait(60)
@@ -167,10 +171,55 @@ def mixed_phase(base: str, items: list[str], users: list[str], args) -> dict:
         missing = sum(len(items_sent - set(client.get(f"/users/{u}").json()["seen"])) for u, items_sent in sent.items())
     return {
         "seconds": round(seconds, 2), "recommendations": len(latencies),
-        "rec_p50_ms": round(statistics.median(latencies) * 1000, 2), "rec_p99_ms": round(percentile(latencies, 99) * 1000, 2),
+        "rec_p50_ms": round(statistics.median(latencies) * 1000, 2), "rec_p90_ms": round(percentile(latencies, 90) * 1000, 2),
+        "rec_p99_ms": round(percentile(latencies, 99) * 1000, 2), "rec_max_ms": round(max(latencies) * 1000, 2),
         "events_posted_one_per_request": posted[0], "events_per_s_single": round(posted[0] / seconds, 1),
         "not_reflected_in_next_recommendation": not_reflected[0], "missing_from_profiles": missing, "errors": len(errors),
         "first_errors": errors[:3],
+    }
+
+
+def paced_phase(base: str, items: list[str], users: list[str], args) -> dict:
+    """Recommendation latency at a stated load, not at saturation: 4 clients ask for
+    recommendations and 4 post single events, each on a fixed schedule (together `--paced-rate`
+    recommendations/s and as many events/s) for `--paced-seconds`. A request's latency counts
+    from when it was due, so a slow answer also delays (and charges) the ones behind it."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    done = {"recommendations": 0, "events": 0}
+    lock = threading.Lock()
+    interval = 4 / args.paced_rate  # each of the 4 clients of a kind sends every `interval` s
+    count = int(args.paced_seconds / interval)
+    started = time.perf_counter() + 0.5
+
+    def client(w: int) -> None:
+        reads = w % 2 == 1
+        rnd = random.Random(2000 + w)
+        with httpx.Client(base_url=base, timeout=30) as http:
+            for n in range(count):
+                due = started + (n + (w // 2) / 4) * interval
+                time.sleep(max(0.0, due - time.perf_counter()))
+                if reads:
+                    response = http.get(f"/users/{rnd.choice(users)}/recommendations", params={"k": 10})
+                else:
+                    response = http.post("/events", json={"user_id": f"paced-{w}-{n % 20}", "item_id": rnd.choice(items), "ts": 1_700_000_000 + n})
+                finished = time.perf_counter()
+                with lock:
+                    if response.status_code != 200:
+                        errors.append(response.text[:200])
+                    elif reads:
+                        latencies.append(finished - due)
+                        done["recommendations"] += 1
+                    else:
+                        done["events"] += 1
+
+    seconds = run_clients([client] * 8)
+    return {
+        "offered_per_s": args.paced_rate, "seconds": round(seconds, 2), "recommendations": done["recommendations"],
+        "recommendations_per_s": round(done["recommendations"] / seconds, 1), "events_per_s": round(done["events"] / seconds, 1),
+        "rec_p50_ms": round(statistics.median(latencies) * 1000, 2), "rec_p90_ms": round(percentile(latencies, 90) * 1000, 2),
+        "rec_p99_ms": round(percentile(latencies, 99) * 1000, 2), "rec_max_ms": round(max(latencies) * 1000, 2),
+        "errors": len(errors), "first_errors": errors[:3],
     }
 
 

@@ -54,6 +54,9 @@ _MAX_EVENTS_PER_ROUND = 5_000
 #: the fast backends' streams and pad less).
 _SUMMARY_ROUND = 256
 _SUMMARY_BATCH = 8
+#: After each background round (summaries, popularity), rest this many times as long as it took:
+#: background work then takes at most half of a core while requests run (more writes coalesce).
+_BACKGROUND_REST = 1.0
 #: In-process writers of different users run in parallel; one user's writers queue (lock striping).
 _USER_LOCK_STRIPES = 64
 
@@ -84,8 +87,8 @@ class ProfileService:
         self._commits = GroupCommit(self._record_round, max_batch=_MAX_EVENTS_PER_ROUND, size=lambda r: len(r[0]))
         #: Background updates: users whose summary was written but not yet encoded, and users
         #: whose newly seen items are not yet recounted (their pending marks are still set).
-        self._summaries = _BackgroundQueue(self._encode_summaries, "semrec-summaries", "user summaries")
-        self._popularity = _BackgroundQueue(self._settle_popularity, "semrec-popularity", "popularity recounts")
+        self._summaries = _BackgroundQueue(self._encode_summaries, "semrec-summaries", "user summaries", rest=_BACKGROUND_REST)
+        self._popularity = _BackgroundQueue(self._settle_popularity, "semrec-popularity", "popularity recounts", rest=_BACKGROUND_REST)
 
     # writes ------------------------------------------------------------------------------------
     def record(self, events: list[Event], on_unknown: str) -> tuple[dict[str, UserProfile], list[str]]:
@@ -660,8 +663,9 @@ class _BackgroundQueue:
     """Users awaiting a background update (`work(user_ids)`), done in rounds on one thread
     (started on first use). A user queued several times before their round is done once."""
 
-    def __init__(self, work: Callable[[list[str]], None], thread_name: str, what: str) -> None:
+    def __init__(self, work: Callable[[list[str]], None], thread_name: str, what: str, rest: float = 0.0) -> None:
         self.work = work
+        self.rest = rest
         self.thread_name = thread_name
         self.what = what
         self._waiting: dict[str, None] = {}
@@ -707,6 +711,7 @@ class _BackgroundQueue:
                 for uid in batch:
                     del self._waiting[uid]
                 self._busy = True
+            started = time.perf_counter()
             try:
                 self.work(batch)
             except Exception:  # noqa: BLE001 - the users stay marked in the store
@@ -715,3 +720,6 @@ class _BackgroundQueue:
                 with self._changed:
                     self._busy = False
                     self._changed.notify_all()
+            if self.rest:  # give the cores back to requests for a while (more writes coalesce meanwhile)
+                with self._changed:
+                    self._changed.wait_for(lambda: self._closed, (time.perf_counter() - started) * self.rest)
