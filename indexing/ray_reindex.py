@@ -19,13 +19,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--address", help="Ray cluster address (default: start a local one)")
     p.add_argument("--num-cpus", type=int, help="CPUs for a local Ray cluster")
     p.add_argument("--actors", type=int, default=1, help="encoder actors")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=int, help="items per batch (default: the job's)")
     p.add_argument("--model", help="sentence-transformers name or folder")
     p.add_argument("--prefix", default="semrec")
     p.add_argument("--rejects", help="rejects file (JSONL)")
-    p.add_argument("--streams", type=int, default=4)
-    p.add_argument("--retries", type=int, default=5)
-    p.add_argument("--timeout", type=float, default=60.0)
+    p.add_argument("--streams", type=int, help="parallel upload streams (default: UploadConfig's)")
+    p.add_argument("--retries", type=int, help="retries for transient errors (default: UploadConfig's)")
+    p.add_argument("--timeout", type=float, help="request timeout in seconds (default: UploadConfig's)")
     args = p.parse_args(argv)
 
     from semrec.errors import SemrecError, require
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = ray_reindex(
             args.source, args.url, model=args.model, actors=args.actors, batch_size=args.batch_size,
             prefix=args.prefix, api_key=Settings().api_key, rejects_path=args.rejects,
-            upload=UploadConfig(streams=args.streams, retries=args.retries, timeout_s=args.timeout),
+            upload=UploadConfig.given(streams=args.streams, retries=args.retries, timeout_s=args.timeout),
         )
     except Exception as exc:  # noqa: BLE001 - every exit ends with a JSON line
         message = " ".join(str(exc).split())

@@ -890,12 +890,12 @@ def reindex(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
     rejects: Optional[Path] = typer.Option(None, "--rejects", help="Rejects file, JSONL (default: CATALOG.rejects.jsonl). An existing file other than an earlier rejects file is refused unless --overwrite."),
     overwrite: bool = OverwriteOpt,
-    batch_size: int = typer.Option(256, "--batch-size", min=1, help="Items per checkpointed batch."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Items per checkpointed batch (default: the job's, 256)."),
     prefix: str = typer.Option("semrec", "--prefix", help="Collection prefix on a server."),
     state_dir: Optional[Path] = typer.Option(None, "--state-dir", help="Where a server store's state files live."),
-    streams: int = typer.Option(4, "--streams", min=1, help="Parallel upload streams (server)."),
-    retries: int = typer.Option(5, "--retries", min=0, help="Retries for transient errors."),
-    timeout: float = typer.Option(60.0, "--timeout", min=0.001, help="Request timeout in seconds (server); the server is first checked for at most $SEMREC_TIMEOUT (5) seconds."),
+    streams: Optional[int] = typer.Option(None, "--streams", min=1, help="Parallel upload streams (server; default: UploadConfig's, 4)."),
+    retries: Optional[int] = typer.Option(None, "--retries", min=0, help="Retries for transient errors (default: UploadConfig's, 5)."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", min=0.001, help="Request timeout in seconds (server; default: UploadConfig's, 60); the server is first checked for at most $SEMREC_TIMEOUT (5) seconds."),
 ) -> None:
     """Re-index a catalog: incremental by content, resumable, blue-green on a model change.
     Prints a JSON summary as the last line of every run, errors included."""
@@ -926,7 +926,7 @@ def reindex(
     with _progress(quiet) as progress, _model_loading():
         summary = run_reindex(
             catalog, str(target), mode=mode, model=model or settings.model, batch_size=batch_size,
-            rejects_path=rejects, upload=UploadConfig(streams=streams, retries=retries, timeout_s=timeout),
+            rejects_path=rejects, upload=UploadConfig.given(streams=streams, retries=retries, timeout_s=timeout),
             prefix=prefix, api_key=settings.qdrant_key, state_dir=state_dir, progress=progress,
         )
     if summary.rejected and not quiet:

@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 #: progress(phase, done, total): phases "encode", "payloads", "delete", "users".
 Progress = Callable[[str, int, int], None]
 MODES = ("full", "append", "rebuild")
+#: Items per batch (the Ray job's too): progress is checkpointed after each acknowledged one.
+BATCH_SIZE = 256
 
 
 class ReindexCheckError(SemrecError):
@@ -92,7 +94,7 @@ def reindex(
     encoder: Encoder | None = None,
     model: str | Path | None = None,
     config: RecommenderConfig | None = None,
-    batch_size: int = 256,
+    batch_size: int | None = None,
     rejects_path: str | Path | None = None,
     upload: UploadConfig | None = None,
     prefix: str = "semrec",
@@ -110,8 +112,8 @@ def reindex(
         mode: "full" deletes items that left the catalog; "append" keeps them; "rebuild" builds
             a new version from scratch (blue-green) even if the model did not change.
         encoder / model: the encoder (default: the packaged all-MiniLM-L6-v2).
-        batch_size: items per batch; progress is checkpointed after each acknowledged batch, so
-            a crash costs at most one batch of encoding.
+        batch_size: items per batch (None: `BATCH_SIZE`); progress is checkpointed after each
+            acknowledged batch, so a crash costs at most one batch of encoding.
         rejects_path: where bad rows are written (JSONL: row, item_id, reason, data).
         upload: batching, parallel streams, retries and timeout for the writes.
         client / state_dir / prefix / api_key: server options (`client`: a ready QdrantClient).
@@ -124,6 +126,7 @@ def reindex(
     """
     if mode not in MODES:
         raise ConfigError(f"mode={mode!r} is not valid; expected one of {', '.join(MODES)}.")
+    batch_size = BATCH_SIZE if batch_size is None else batch_size
     if batch_size < 1:
         raise ConfigError(f"batch_size={batch_size!r} is not valid; expected an integer >= 1.")
     started = time.perf_counter()

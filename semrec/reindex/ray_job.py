@@ -25,7 +25,7 @@ from ..items import ItemStore
 from ..recommender import RecommenderConfig
 from ..schema import Schema
 from ..users import ProfileService
-from .job import Progress, ReindexCheckError, Summary, carried_profiles, check_version, make_durable, rebuild_users, tick
+from .job import BATCH_SIZE, Progress, ReindexCheckError, Summary, carried_profiles, check_version, make_durable, rebuild_users, tick
 from .state import State, item_row
 from .upload import UploadConfig, UploadingStore
 from ..store.edge import end_rebuild
@@ -63,7 +63,7 @@ def ray_reindex(
     model: str | None = None,
     backend: str = "auto",
     config: RecommenderConfig | None = None,
-    batch_size: int = 256,
+    batch_size: int | None = None,
     actors: int = 1,
     use_gpu: bool | None = None,
     upload: UploadConfig | None = None,
@@ -105,7 +105,7 @@ def ray_reindex(
         fn_constructor_kwargs={
             "model": model, "template": config.template, "encode_batch_size": config.encode_batch_size, "backend": backend,
         },
-        batch_size=batch_size,
+        batch_size=BATCH_SIZE if batch_size is None else batch_size,
         batch_format="pandas",
         concurrency=actors,
         num_gpus=1 if gpus else 0,

@@ -44,6 +44,16 @@ class UploadConfig(BaseModel):
     max_backoff_s: float = Field(30.0, ge=0)
     timeout_s: float = Field(60.0, gt=0)
 
+    @classmethod
+    def given(cls, **options: Any) -> "UploadConfig":
+        """The defaults, with the options a command line gave (None: not given, the default stands).
+
+        Example:
+            >>> UploadConfig.given(streams=8, retries=None).retries == UploadConfig().retries
+            True
+        """
+        return cls(**{k: v for k, v in options.items() if v is not None})
+
 
 def point_bytes(vector: np.ndarray, payload: dict[str, Any]) -> int:
     """Estimated request bytes of one point: ~12 JSON characters per float, the payload's JSON."""
