@@ -112,7 +112,8 @@ def main() -> None:
         report["mixed"] = mixed_phase(base, items, users, args)
         report["single"] = single_phase(base, items, args)
         report["batched"] = batched_phase(base, items, args)
-        report["errors"] = sum(report[phase]["errors"] for phase in ("mixed", "paced", "single", "batched"))
+        report["client_failures"] = CLIENT_FAILURES[:5]
+        report["errors"] = sum(report[phase]["errors"] for phase in ("mixed", "paced", "single", "batched")) + len(CLIENT_FAILURES)
     finally:
         server.terminate()
         server.wait(60)
@@ -121,9 +122,21 @@ def main() -> None:
     print(json.dumps(report, indent=1))
 
 
+#: Clients that stopped on an exception (a timed-out request, a refused connection): each is an error.
+CLIENT_FAILURES: list[str] = []
+
+
 def run_clients(targets: list) -> float:
-    """Run `targets[w](w)` in one thread each; the seconds until all finished."""
-    threads = [threading.Thread(target=target, args=(w,)) for w, target in enumerate(targets)]
+    """Run `targets[w](w)` in one thread each; the seconds until all finished. A client that
+    raises stops there and is counted in CLIENT_FAILURES."""
+
+    def guarded(target, w: int) -> None:
+        try:
+            target(w)
+        except Exception as exc:  # noqa: BLE001 - reported, never silently lost
+            CLIENT_FAILURES.append(f"{type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=guarded, args=(target, w)) for w, target in enumerate(targets)]
     started = time.perf_counter()
     for thread in threads:
         thread.start()

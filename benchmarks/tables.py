@@ -1,7 +1,7 @@
 """Write the tables of benchmarks/RESULTS.md from the raw JSON the benchmarks saved beside it.
 
 Each table sits between `<!-- table:NAME -->` and `<!-- /table:NAME -->` in RESULTS.md and is
-made from `benchmarks/NAME.json` (NAME: quality, crash, crash-run1, serve_load, negatives,
+made from `benchmarks/NAME.json` (NAME: quality, crash, crash-run1, serve_load, serve_load-sync, negatives,
 negatives-arms, encode_multilingual); the text around the markers is written by hand.
 
     .venv/bin/python benchmarks/tables.py          # rewrites RESULTS.md in place
@@ -86,7 +86,7 @@ def quality(data: dict) -> str:
 
 RENDER = {
     "quality": quality,
-    "crash": crash, "crash-run1": crash, "serve_load": serve_load, "negatives": negatives,
+    "crash": crash, "crash-run1": crash, "serve_load": serve_load, "serve_load-sync": serve_load, "negatives": negatives,
     "negatives-arms": negatives, "encode_multilingual": encode_multilingual,
 }
 

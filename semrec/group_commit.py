@@ -1,10 +1,11 @@
 """Group commit: concurrent callers' writes applied together, one batch at a time.
 
 The first caller to arrive becomes the leader and applies every request queued so far in one
-call; callers arriving meanwhile queue and are applied in the leader's next round. Nobody waits
-for a timer: a batch is whatever queued while the previous one was being written, so a lone
-caller pays nothing and many callers share one encoding batch, one engine write and one
-popularity recount. Each caller gets its own result, or its own exception: when a batch fails,
+call (its own first); callers arriving meanwhile queue. When its round is written the leader
+returns to its own caller and hands the lead to the oldest queued caller, whose round takes
+everything queued by then: nobody leads more than one round, so no caller waits behind a stream
+of others. Nobody waits for a timer either: a batch is whatever queued while the previous one
+was being written, so a lone caller pays nothing and many callers share one engine write. Each caller gets its own result, or its own exception: when a batch fails,
 its requests are applied again one by one, so one bad request cannot fail the others.
 
 Example:
@@ -22,12 +23,14 @@ Request = TypeVar("Request")
 
 
 class _Pending:
-    __slots__ = ("request", "size", "done", "result", "error")
+    __slots__ = ("request", "size", "signal", "finished", "leads", "result", "error")
 
     def __init__(self, request: Any, size: int) -> None:
         self.request = request
         self.size = size
-        self.done = threading.Event()
+        self.signal = threading.Event()  # set when finished, or when handed the lead
+        self.finished = False
+        self.leads = False
         self.result: Any = None
         self.error: BaseException | None = None
 
@@ -74,30 +77,36 @@ class GroupCommit(Generic[Request]):
         mine = _Pending(request, self.size(request))
         with self._lock:
             self._queue.append(mine)
-            lead = not self._leading
-            if lead:
-                self._leading = True
-        if lead:
-            self._lead()
-        mine.done.wait()
+            if not self._leading:  # nobody leads, so the queue held nobody else: `mine` is first
+                self._leading = mine.leads = True
+        if not mine.leads:
+            mine.signal.wait()  # finished in someone's round, or handed the lead
+        if not mine.finished:
+            self._lead()  # `mine` is the oldest queued request: this round applies it
         if mine.error is not None:
             raise mine.error
         return mine.result
 
     def _lead(self) -> None:
-        """Apply rounds until the queue is empty, then hand leadership back."""
+        """Apply one round (the queue's head first), then hand the lead to the oldest caller
+        still queued, or give it up."""
         self._leader = threading.get_ident()
-        while True:
+        try:
             with self._lock:
-                if not self._queue:
-                    self._leading = False
-                    self._leader = None
-                    return
                 batch, total = [], 0
                 while self._queue and (not batch or total + self._queue[0].size <= self.max_batch):
                     total += self._queue[0].size
                     batch.append(self._queue.pop(0))
             self._apply(batch)
+        finally:
+            self._leader = None
+            with self._lock:
+                if self._queue:
+                    successor = self._queue[0]
+                    successor.leads = True
+                    successor.signal.set()
+                else:
+                    self._leading = False
 
     def _apply(self, batch: list[_Pending]) -> None:
         self.rounds += 1
@@ -117,4 +126,5 @@ class GroupCommit(Generic[Request]):
                     self._apply([pending])
                 return
         for pending in batch:
-            pending.done.set()
+            pending.finished = True
+            pending.signal.set()

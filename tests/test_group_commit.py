@@ -119,3 +119,30 @@ def test_rounds_are_capped_by_size():
     for thread in threads:
         thread.join(10)
     assert rounds == [[1], [3, 2], [4]]
+
+
+def test_a_caller_never_applies_a_round_without_its_own_request():
+    """Under a steady stream of callers, each round is applied by a caller whose request is in it:
+    nobody is kept leading rounds for others while its own answer waits."""
+    rounds: list[tuple[str, list[tuple[str, int]]]] = []
+
+    def apply(requests):
+        rounds.append((threading.current_thread().name, list(requests)))
+        time.sleep(0.002)  # a round takes a while: others queue meanwhile
+        return [n for _, n in requests]
+
+    commits = GroupCommit(apply)
+    answers: dict[str, list[int]] = {}
+
+    def caller() -> None:
+        me = threading.current_thread().name
+        answers[me] = [commits.submit((me, n)) for n in range(50)]
+
+    threads = [threading.Thread(target=caller, name=f"caller-{w}") for w in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(got == list(range(50)) for got in answers.values()) and len(answers) == 8
+    assert sum(len(requests) for _, requests in rounds) == 400
+    assert all(any(owner == leader for owner, _ in requests) for leader, requests in rounds)
