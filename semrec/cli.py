@@ -905,7 +905,7 @@ def reindex(
     if store is not None and url is None and store.startswith(("http://", "https://")):
         store, url = None, store
     settings = _settings()
-    target = _target(store, url, min(timeout, settings.timeout), existing=rollback)
+    target = _target(store, url, settings.timeout if timeout is None else min(timeout, settings.timeout), existing=rollback)
     if not rollback:
         if catalog is None:
             raise CliError("CATALOG is required (or pass --rollback).")
