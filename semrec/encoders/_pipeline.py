@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import require
-from ..settings import Settings
 from .base import ModelFingerprint, cap_texts, l2_normalize
 
 log = logging.getLogger(__name__)
@@ -103,6 +102,8 @@ def pad_batch(
 
 def default_threads() -> int:
     """CPU threads for inference: `SEMREC_NUM_THREADS`, else the cores this process may use."""
+    from ..settings import Settings  # here, not at the top: the encoders import without pydantic
+
     configured = Settings().num_threads
     if configured:
         return configured
@@ -120,6 +121,8 @@ def cache_root(cache_dir: str | Path | None = None) -> Path:
     `~/.cache/semrec/encoders`."""
     if cache_dir is not None:
         return Path(cache_dir).expanduser()
+    from ..settings import Settings  # here, not at the top: the encoders import without pydantic
+
     configured = Settings().cache_dir
     base = Path(configured).expanduser() if configured else Path.home() / ".cache" / "semrec"
     return base / "encoders"
