@@ -896,12 +896,20 @@ def reindex(
     streams: Optional[int] = typer.Option(None, "--streams", min=1, help="Parallel upload streams (server; default: UploadConfig's, 4)."),
     retries: Optional[int] = typer.Option(None, "--retries", min=0, help="Retries for transient errors (default: UploadConfig's, 5)."),
     timeout: Optional[float] = typer.Option(None, "--timeout", min=0.001, help="Request timeout in seconds (server; default: UploadConfig's, 60); the server is first checked for at most $SEMREC_TIMEOUT (5) seconds."),
+    ray: bool = typer.Option(False, "--ray", help="Encode on a Ray cluster (Parquet shards, a Qdrant server): always builds a new version and switches (the distributed extra)."),
+    actors: Optional[int] = typer.Option(None, "--actors", min=1, help="With --ray: encoder actors (GPU actors when the cluster has GPUs; default 1)."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="With --ray: the cluster's address (default: start a local one)."),
+    num_cpus: Optional[int] = typer.Option(None, "--num-cpus", min=1, help="With --ray: CPUs of a local cluster."),
 ) -> None:
     """Re-index a catalog: incremental by content, resumable, blue-green on a model change.
     Prints a JSON summary as the last line of every run, errors included."""
     _state.json_errors = True
     if full + append + rebuild + rollback > 1:
         raise UsageError("use at most one of --full, --append, --rebuild, --rollback")
+    if ray and (append or rebuild or rollback):
+        raise UsageError("--ray always builds a new version and switches to it; drop --append, --rebuild and --rollback")
+    if not ray and (actors is not None or ray_address is not None or num_cpus is not None):
+        raise UsageError("--actors, --ray-address and --num-cpus go with --ray")
     if store is not None and url is None and store.startswith(("http://", "https://")):
         store, url = None, store
     settings = _settings()
@@ -911,12 +919,18 @@ def reindex(
             raise CliError("CATALOG is required (or pass --rollback).")
         _input_file(catalog, "CATALOG", folder_ok=True)
         rejects = _rejects_file(rejects, catalog, overwrite)
+    if ray and target.url is None:
+        raise CliError(f"--ray writes to a Qdrant server, not an embedded store ({target.path}): pass --url.")
     if target.url:
         _state.url = target.url
         _probe(target.url, target.timeout, target.api_key)
     from .reindex import UploadConfig
     from .reindex import reindex as run_reindex
     from .reindex import rollback as run_rollback
+
+    upload = UploadConfig.given(streams=streams, retries=retries, timeout_s=timeout)
+    if ray:
+        _reindex_on_ray(catalog, target.url, model or settings.model, actors, batch_size, prefix, settings.qdrant_key, rejects, upload, ray_address, num_cpus)
 
     if rollback:
         version = run_rollback(str(target), prefix=prefix, state_dir=state_dir)
@@ -926,11 +940,26 @@ def reindex(
     with _progress(quiet) as progress, _model_loading():
         summary = run_reindex(
             catalog, str(target), mode=mode, model=model or settings.model, batch_size=batch_size,
-            rejects_path=rejects, upload=UploadConfig.given(streams=streams, retries=retries, timeout_s=timeout),
+            rejects_path=rejects, upload=upload,
             prefix=prefix, api_key=settings.qdrant_key, state_dir=state_dir, progress=progress,
         )
     if summary.rejected and not quiet:
         _note(f"{summary.rejected} row(s) rejected; written to {summary.rejects_path}")
+    typer.echo(summary.to_json())
+    raise typer.Exit(summary.exit_code)
+
+
+def _reindex_on_ray(catalog, url, model, actors, batch_size, prefix, api_key, rejects, upload, address, num_cpus) -> None:
+    """`semrec reindex --ray`: the same pipeline, encoded on a Ray cluster (semrec.reindex.ray_reindex)."""
+    from .errors import require
+    from .reindex import ray_reindex
+
+    ray = require("ray", "distributed")
+    ray.init(address=address, num_cpus=num_cpus) if address or num_cpus else ray.init()
+    summary = ray_reindex(
+        catalog, url, model=model, actors=actors or 1, batch_size=batch_size, prefix=prefix, api_key=api_key,
+        rejects_path=rejects, upload=upload,
+    )
     typer.echo(summary.to_json())
     raise typer.Exit(summary.exit_code)
 

@@ -358,3 +358,19 @@ def test_serve_refuses_what_it_cannot_honour_before_loading_anything(in_tmp, mon
     several = invoke("serve", "--store", "s", "--workers", "2")
     assert several.exit_code == EXIT_USAGE
     assert re.search(r"--workers 2 needs a Qdrant server: an embedded store .* one process only", error_line(several))
+
+
+def test_the_ray_variant_is_the_same_command_and_refuses_what_it_cannot_do(in_tmp, monkeypatch):
+    from indexing import ray_reindex
+
+    monkeypatch.setattr(cli, "_load_encoder", lambda *a: pytest.fail("the model loaded before the options were checked"))
+    pd.DataFrame({"item_id": ["a"], "name": ["A thing"]}).to_parquet("shards.parquet")
+    embedded = invoke("reindex", "shards.parquet", "--store", "s", "--ray")
+    assert embedded.exit_code == EXIT_USAGE
+    assert "--ray writes to a Qdrant server, not an embedded store" in error_line(embedded)
+    assert json.loads(embedded.stdout.strip().splitlines()[-1])["exit_code"] == EXIT_USAGE  # the JSON last line
+    append = invoke("reindex", "shards.parquet", "--url", "http://127.0.0.1:1", "--ray", "--append")
+    assert append.exit_code == EXIT_USAGE and "--ray always builds a new version" in error_line(append)
+    alone = invoke("reindex", "shards.parquet", "--store", "s", "--actors", "2")
+    assert alone.exit_code == EXIT_USAGE and "--actors, --ray-address and --num-cpus go with --ray" in error_line(alone)
+    assert ray_reindex.main(["shards.parquet", "--store", "s"]) == EXIT_USAGE  # the same command, with --ray
