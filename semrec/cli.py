@@ -891,7 +891,7 @@ def reindex(
     rejects: Optional[Path] = typer.Option(None, "--rejects", help="Rejects file, JSONL (default: CATALOG.rejects.jsonl). An existing file other than an earlier rejects file is refused unless --overwrite."),
     overwrite: bool = OverwriteOpt,
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Items per checkpointed batch (default: the job's, 256)."),
-    prefix: str = typer.Option("semrec", "--prefix", help="Collection prefix on a server."),
+    prefix: Optional[str] = typer.Option(None, "--prefix", help="Collection prefix on a server (default: semrec)."),
     state_dir: Optional[Path] = typer.Option(None, "--state-dir", help="Where a server store's state files live."),
     streams: Optional[int] = typer.Option(None, "--streams", min=1, help="Parallel upload streams (server; default: UploadConfig's, 4)."),
     retries: Optional[int] = typer.Option(None, "--retries", min=0, help="Retries for transient errors (default: UploadConfig's, 5)."),
@@ -929,11 +929,12 @@ def reindex(
     from .reindex import rollback as run_rollback
 
     upload = UploadConfig.given(streams=streams, retries=retries, timeout_s=timeout)
+    given_prefix = {"prefix": prefix} if prefix is not None else {}  # else the store's default
     if ray:
-        _reindex_on_ray(catalog, target.url, model or settings.model, actors, batch_size, prefix, settings.qdrant_key, rejects, upload, ray_address, num_cpus)
+        _reindex_on_ray(catalog, target.url, model or settings.model, actors, batch_size, given_prefix, settings.qdrant_key, rejects, upload, ray_address, num_cpus)
 
     if rollback:
-        version = run_rollback(str(target), prefix=prefix, state_dir=state_dir)
+        version = run_rollback(str(target), state_dir=state_dir, **given_prefix)
         typer.echo(json.dumps({"rollback": True, "store": str(target), "version": version}))
         return
     mode = "append" if append else "rebuild" if rebuild else "full"
@@ -941,7 +942,7 @@ def reindex(
         summary = run_reindex(
             catalog, str(target), mode=mode, model=model or settings.model, batch_size=batch_size,
             rejects_path=rejects, upload=upload,
-            prefix=prefix, api_key=settings.qdrant_key, state_dir=state_dir, progress=progress,
+            api_key=settings.qdrant_key, state_dir=state_dir, progress=progress, **given_prefix,
         )
     if summary.rejected and not quiet:
         _note(f"{summary.rejected} row(s) rejected; written to {summary.rejects_path}")
@@ -949,7 +950,7 @@ def reindex(
     raise typer.Exit(summary.exit_code)
 
 
-def _reindex_on_ray(catalog, url, model, actors, batch_size, prefix, api_key, rejects, upload, address, num_cpus) -> None:
+def _reindex_on_ray(catalog, url, model, actors, batch_size, given_prefix, api_key, rejects, upload, address, num_cpus) -> None:
     """`semrec reindex --ray`: the same pipeline, encoded on a Ray cluster (semrec.reindex.ray_reindex)."""
     from .errors import require
     from .reindex import ray_reindex
@@ -957,7 +958,7 @@ def _reindex_on_ray(catalog, url, model, actors, batch_size, prefix, api_key, re
     ray = require("ray", "distributed")
     ray.init(address=address, num_cpus=num_cpus) if address or num_cpus else ray.init()
     summary = ray_reindex(
-        catalog, url, model=model, actors=actors or 1, batch_size=batch_size, prefix=prefix, api_key=api_key,
+        catalog, url, model=model, actors=actors or 1, batch_size=batch_size, api_key=api_key, **given_prefix,
         rejects_path=rejects, upload=upload,
     )
     typer.echo(summary.to_json())

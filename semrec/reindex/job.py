@@ -33,6 +33,7 @@ from ..recommender import Recommender, RecommenderConfig, fit_collaborative
 from ..schema import ERASING, ITEMS, USERS
 from ..store import point_id
 from ..store.edge import begin_rebuild, end_rebuild
+from ..store.qdrant import COLLECTION_PREFIX
 from ..users import ProfileService
 from .plan import Mode, Plan, make_plan
 from .state import State, chunked, stored_row
@@ -97,7 +98,7 @@ def reindex(
     batch_size: int | None = None,
     rejects_path: str | Path | None = None,
     upload: UploadConfig | None = None,
-    prefix: str = "semrec",
+    prefix: str = COLLECTION_PREFIX,
     api_key: str | None = None,
     client: Any = None,
     state_dir: str | Path | None = None,
@@ -157,7 +158,7 @@ def reindex(
     return summary
 
 
-def rollback(store: str | Path, *, prefix: str = "semrec", client: Any = None, state_dir: str | Path | None = None) -> str:
+def rollback(store: str | Path, *, prefix: str = COLLECTION_PREFIX, client: Any = None, state_dir: str | Path | None = None) -> str:
     """Make the previous version live again (one atomic switch). Returns its id."""
     target = open_target(store, prefix=prefix, client=client, state_dir=state_dir)
     try:

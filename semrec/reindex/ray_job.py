@@ -29,6 +29,7 @@ from .job import BATCH_SIZE, Progress, ReindexCheckError, Summary, carried_profi
 from .state import State, item_row
 from .upload import UploadConfig, UploadingStore
 from ..store.edge import end_rebuild
+from ..store.qdrant import COLLECTION_PREFIX
 from .versions import EdgeTarget, ServerTarget, open_target
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ def ray_reindex(
     actors: int = 1,
     use_gpu: bool | None = None,
     upload: UploadConfig | None = None,
-    prefix: str = "semrec",
+    prefix: str = COLLECTION_PREFIX,
     api_key: str | None = None,
     client: Any = None,
     state_dir: str | Path | None = None,

@@ -45,7 +45,7 @@ from ..files import (
     version_path,
 )
 from ..store.edge import EdgeStore
-from ..store.qdrant import QdrantStore
+from ..store.qdrant import COLLECTION_PREFIX, QdrantStore
 from .state import read_status
 
 log = logging.getLogger(__name__)
@@ -379,7 +379,7 @@ class ServerTarget:
 def open_target(
     store: str | Path,
     *,
-    prefix: str = "semrec",
+    prefix: str = COLLECTION_PREFIX,
     api_key: str | None = None,
     timeout: float = 60.0,
     client: Any = None,

@@ -14,6 +14,8 @@ from .base import HNSW_EF, Condition, Filter, Hit, IndexKind, ScoreFormula, Upda
 log = logging.getLogger(__name__)
 
 VECTOR = "dense"
+#: Collection names on a server start with this (`<prefix>_items`, `<prefix>_users`).
+COLLECTION_PREFIX = "semrec"
 UPSERT_BATCH = 256
 #: Indexing threshold (KB) restored after a bulk load; 0 defers HNSW building during the load.
 INDEXING_THRESHOLD_KB = 10_000
@@ -45,7 +47,7 @@ class QdrantStore:
         self,
         url: str,
         *,
-        prefix: str = "semrec",
+        prefix: str = COLLECTION_PREFIX,
         api_key: str | None = None,
         timeout: float = 30.0,
         client: QdrantClient | None = None,
