@@ -345,7 +345,7 @@ class _Target:
     path: Path | None = None
     url: str | None = None
     api_key: str | None = None
-    timeout: float = 5.0
+    timeout: float = Settings.model_fields["timeout"].default
 
     def __str__(self) -> str:
         return self.url or str(self.path)

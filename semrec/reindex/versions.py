@@ -47,6 +47,7 @@ from ..files import (
 from ..store.edge import EdgeStore
 from ..store.qdrant import COLLECTION_PREFIX, QdrantStore
 from .state import read_status
+from .upload import UploadConfig
 
 log = logging.getLogger(__name__)
 
@@ -381,7 +382,7 @@ def open_target(
     *,
     prefix: str = COLLECTION_PREFIX,
     api_key: str | None = None,
-    timeout: float = 60.0,
+    timeout: float = UploadConfig.model_fields["timeout_s"].default,
     client: Any = None,
     state_dir: str | Path | None = None,
 ) -> EdgeTarget | ServerTarget:
