@@ -126,10 +126,11 @@ def model_threads(settings: ServiceSettings) -> int | None:
     updates, every usable core but one, so that encoding summaries in the background never takes
     the core requests are answered on (on 2 cores: single events 107 -> 189/s, RESULTS.md §7);
     else None (every core)."""
-    configured = Settings().num_threads
-    if configured or not settings.background_updates:
-        return configured
-    return max(1, len(os.sched_getaffinity(0)) - 1) if hasattr(os, "sched_getaffinity") else max(1, (os.cpu_count() or 2) - 1)
+    from .encoders import default_threads  # SEMREC_NUM_THREADS, else the usable cores
+
+    if Settings().num_threads or not settings.background_updates:
+        return Settings().num_threads
+    return max(1, default_threads() - 1)
 
 
 def open_recommender(settings: ServiceSettings):

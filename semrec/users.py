@@ -50,9 +50,9 @@ _PROFILE_CACHE_USERS = 2_000
 _WRITE_ATTEMPTS = 30
 #: Concurrent `record` calls are written together up to about this many events per round.
 _MAX_EVENTS_PER_ROUND = 5_000
-#: Summaries encoded per background round (and per encoder batch: small batches run in parallel on
+#: Users per background round, and summaries per encoder batch (small batches run in parallel on
 #: the fast backends' streams and pad less).
-_SUMMARY_ROUND = 256
+_BACKGROUND_ROUND = 256
 _SUMMARY_BATCH = 8
 #: After each background round (summaries, popularity), rest this many times as long as it took:
 #: background work then takes at most half of a core while requests run (more writes coalesce).
@@ -679,7 +679,7 @@ class _BackgroundQueue:
             return
         with self._changed:
             if self._closed:
-                return  # they stay marked in the store and are encoded when it next opens
+                return  # they stay marked in the store (stale summary, pending marks): finished when it next opens
             self._waiting.update(dict.fromkeys(user_ids))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
@@ -707,7 +707,7 @@ class _BackgroundQueue:
                     self._busy = False
                     self._changed.notify_all()
                     return
-                batch = list(self._waiting)[:_SUMMARY_ROUND]
+                batch = list(self._waiting)[:_BACKGROUND_ROUND]
                 for uid in batch:
                     del self._waiting[uid]
                 self._busy = True

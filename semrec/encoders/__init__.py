@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import ConfigError, MissingExtraError
+from ._pipeline import default_threads
 from .base import DEFAULT_MODEL, Encoder, ModelFingerprint, l2_normalize, resolve_model
 from .sentence_transformers_backend import SentenceTransformerEncoder
 from .usem3_backend import USE_MODEL, UseEncoder, is_use_model
@@ -200,6 +201,7 @@ __all__ = [
     "ModelFingerprint",
     "SentenceTransformerEncoder",
     "UseEncoder",
+    "default_threads",
     "is_use_model",
     "l2_normalize",
     "load_encoder",

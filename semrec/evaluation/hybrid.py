@@ -118,7 +118,7 @@ class SemrecScorer:
         self.config = config or RecommenderConfig()
         self.seed = seed
         self.name = name or label(self.config)
-        if parts is not None and _profile_key(parts.config) != _profile_key(self.config.profile):
+        if parts is not None and profile_key(parts.config) != profile_key(self.config.profile):
             raise ConfigError(
                 f"parts were built with {parts.config!r}, but the scorer's profile is {self.config.profile!r}; "
                 "build UserParts with config.profile (only text_weight may differ)."
@@ -158,5 +158,7 @@ class SemrecScorer:
         return self._parts is not None and set(map(int, users)) <= self._parts.user_set
 
 
-def _profile_key(profile: ProfileConfig) -> dict:
-    return profile.model_dump(exclude={"text_weight"})
+def profile_key(profile: ProfileConfig) -> str:
+    """The profile settings that change the profiles themselves (`text_weight` only blends the
+    summary with the pooled history), as a key: equal keys build the same `UserParts`."""
+    return profile.model_dump_json(exclude={"text_weight"})

@@ -25,7 +25,7 @@ from ..collaborative import CollaborativeConfig, VectorLayout
 from ..errors import ConfigError
 from ..profiles import ProfileConfig
 from ..recommender import RecommenderConfig
-from .hybrid import fit_items, query_vectors, user_vectors
+from .hybrid import fit_items, profile_key, query_vectors, user_vectors
 from .protocol import EvalTargets, TrainData, rank, score_lists
 from .semantic import UserParts
 
@@ -149,19 +149,19 @@ def grid_search(
     users = targets.users
     groups: dict[tuple[str, str, str], list[int]] = {}
     for n, config in enumerate(configs):
-        groups.setdefault((_profile_key(config.profile), _json(config.profile.text_weight), _fit_key(config)), []).append(n)
+        groups.setdefault((profile_key(config.profile), _json(config.profile.text_weight), _fit_key(config)), []).append(n)
     parts: dict[str, tuple[UserParts, np.ndarray | None]] = {}
     fits: dict[str, tuple[VectorLayout, np.ndarray]] = {}
     metrics: dict[int, dict] = {}
-    for (profile_key, _, fit_key), members in groups.items():
+    for (key, _, fit_key), members in groups.items():
         first = configs[members[0]]
         profile, collaborative = first.profile, first.collaborative
-        if profile_key not in parts:
-            needs_summary = any(c.profile.text_weight > 0 for c in configs if _profile_key(c.profile) == profile_key)
+        if key not in parts:
+            needs_summary = any(c.profile.text_weight > 0 for c in configs if profile_key(c.profile) == key)
             user_parts = UserParts(data, users, profile)
-            parts[profile_key] = (user_parts, user_parts.summaries(encoder) if needs_summary else None)
-            log.info("profile %s: %d users' profiles built", profile_key, len(users))
-        user_parts, summaries = parts[profile_key]
+            parts[key] = (user_parts, user_parts.summaries(encoder) if needs_summary else None)
+            log.info("profile %s: %d users' profiles built", key, len(users))
+        user_parts, summaries = parts[key]
         if fit_key not in fits:
             fits[fit_key] = fit_items(data, item_vectors, collaborative, seed=seed)
         layout, items = fits[fit_key]
@@ -203,11 +203,6 @@ def _scored_as(config: RecommenderConfig) -> tuple:
     if c.weight == 0:
         return _json(config.profile), "popularity", c.popularity_weight
     return _json(config.profile), _json(c)
-
-
-def _profile_key(profile: ProfileConfig) -> str:
-    """The profile settings that change the profiles (text_weight only blends)."""
-    return profile.model_dump_json(exclude={"text_weight"})
 
 
 def _fit_key(config: RecommenderConfig) -> str:
