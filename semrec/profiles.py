@@ -200,10 +200,11 @@ def pool_vectors(vectors: dict[str, np.ndarray], weights: dict[str, float]) -> n
         >>> pool_vectors({"a": np.array([1.0, 0]), "b": np.array([0, 1.0])}, {"a": 1, "b": 1, "c": 5}).round(3).tolist()
         [0.707, 0.707]
     """
-    present = [(vectors[i], w) for i, w in weights.items() if i in vectors and w > 0]
+    present = [i for i, w in weights.items() if i in vectors and w > 0]
     if not present:
         return None
-    return l2_normalize(np.average(np.stack([v for v, _ in present]), axis=0, weights=[w for _, w in present]))
+    # the weighted sum: the mean differs from it only in length, which normalising removes
+    return l2_normalize(np.array([weights[i] for i in present]) @ np.stack([vectors[i] for i in present]))
 
 
 def user_vector(

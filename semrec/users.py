@@ -33,7 +33,7 @@ from .errors import ConcurrentWriteError, ConfigError, NotIndexedError
 from .group_commit import GroupCommit
 from .items import ItemStore
 from .profiles import Event, UserProfile, pool_vectors, user_vector
-from .schema import ERASING, ITEMS, PENDING, REVISION, SUMMARY_OF, SUMMARY_STALE, SUMMARY_VECTOR, USERS, Schema
+from .schema import ERASING, ITEMS, PENDING, REVISION, SUMMARY_OF, SUMMARY_STALE, SUMMARY_VECTOR, USERS, Schema, pack_user, unpack_user
 from .store import Hit, VectorStore, point_id
 from .store.base import Condition, Filter, LRUCache
 
@@ -59,6 +59,8 @@ _SUMMARY_BATCH = 8
 _BACKGROUND_REST = 1.0
 #: In-process writers of different users run in parallel; one user's writers queue (lock striping).
 _USER_LOCK_STRIPES = 64
+#: The user fields the popularity bookkeeping reads (not the profile).
+_STATE = ["user_id", REVISION, PENDING, ERASING]
 
 
 class ProfileService:
@@ -318,6 +320,7 @@ class ProfileService:
             for hit in self.store.retrieve(USERS, [point_id("user", u) for u in missing], with_vectors=True):
                 if hit.payload.get(ERASING):
                     continue
+                hit.payload = unpack_user(hit.payload)
                 found[hit.payload["user_id"]] = hit
                 if self._profile_cache is not None:
                     self._profile_cache.put(hit.payload["user_id"], hit, generation)
@@ -336,8 +339,13 @@ class ProfileService:
         return [h.payload["user_id"] for h in self.store.scroll(USERS) if not h.payload.get(ERASING)]
 
     def points(self) -> list[Hit]:
-        """Every stored user point, with its vector ([] before any user is stored)."""
-        return list(self.store.scroll(USERS, with_vectors=True)) if self.store.has_collection(USERS) else []
+        """Every stored user point, with its vector and unfolded payload ([] before any user is stored)."""
+        if not self.store.has_collection(USERS):
+            return []
+        hits = list(self.store.scroll(USERS, with_vectors=True))
+        for hit in hits:
+            hit.payload = unpack_user(hit.payload)
+        return hits
 
     def text_vector(self, user_id: Any) -> np.ndarray | None:
         """The text vector of a user, in the items' text space (None for an unknown user)."""
@@ -408,7 +416,7 @@ class ProfileService:
         payloads = []
         for summary, (uid, (profile, hit, new_items)) in zip(summaries, batch.items()):
             pending = sorted({*(hit.payload.get(PENDING, []) if hit else []), *new_items})
-            payloads.append({**profile.model_dump(), **summary, REVISION: tokens[uid], PENDING: pending})
+            payloads.append(pack_user({**profile.model_dump(), **summary, REVISION: tokens[uid], PENDING: pending}))
         uids = list(batch)
         ids = [point_id("user", u) for u in uids]
         # one engine write for the whole batch (all of it or none after a crash): new users are
@@ -433,7 +441,7 @@ class ProfileService:
             uids = list(todo)
             tokens = {uid: _new_revision() for uid in uids}
             vectors = np.stack([vector_of(UserProfile.model_validate(h.payload), h) for h in todo.values()])
-            payloads = [{**h.payload, REVISION: tokens[uid]} for uid, h in todo.items()]
+            payloads = [pack_user({**h.payload, REVISION: tokens[uid]}) for uid, h in todo.items()]
             ids = [point_id("user", u) for u in uids]
             self.forget_cached(uids)
             only_if = _same_revision([_revision(h) for h in todo.values()])
@@ -520,10 +528,10 @@ class ProfileService:
             for u, hit in current.items():
                 newer = _summary_key(self.encoder, now[u].summary(self.config.profile))
                 vectors.append(self._blend(now[u], encoded[u], history))
-                payloads.append({
+                payloads.append(pack_user({
                     **hit.payload, SUMMARY_VECTOR: _encode(encoded[u]), SUMMARY_OF: keys[u],
                     SUMMARY_STALE: [] if newer == keys[u] else [newer], REVISION: tokens[u],
-                })
+                }))
                 if newer != keys[u]:
                     again.append(u)
             uids = list(current)
@@ -548,7 +556,7 @@ class ProfileService:
     def _settle_popularity(self, user_ids: list[str]) -> None:
         """Recount the items these users' last writes newly saw (their pending marks), then
         drop the marks of those not written since they were read (background updates)."""
-        hits = [h for h in self.store.retrieve(USERS, [point_id("user", u) for u in user_ids]) if h.payload.get(PENDING)]
+        hits = [h for h in self.store.retrieve(USERS, [point_id("user", u) for u in user_ids], with_payload=_STATE) if h.payload.get(PENDING)]
         hits = [h for h in hits if not h.payload.get(ERASING)]  # an erasure recounts for itself
         if hits:
             self.items.recount_popularity(sorted({i for h in hits for i in h.payload[PENDING]}))
@@ -557,7 +565,7 @@ class ProfileService:
     def _clear_pending(self, profiles: dict[str, UserProfile | None]) -> None:
         """Drop the pending popularity marks of users whose write is now counted (only where no
         writer has written since: its own marks must stay until it recounts)."""
-        self._clear_pending_of(self.store.retrieve(USERS, [point_id("user", u) for u in profiles]))
+        self._clear_pending_of(self.store.retrieve(USERS, [point_id("user", u) for u in profiles], with_payload=_STATE))
 
     def _clear_pending_of(self, hits: list[Hit]) -> list[str]:
         """Drop the pending marks of these user points, each only if its revision is still the

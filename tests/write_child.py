@@ -101,6 +101,7 @@ def check_after_crash(rec, lines: list[dict]) -> dict:
     import numpy as np
 
     from semrec.profiles import event_key
+    from semrec.schema import unpack_user
 
     acked = [line["ack"] for line in lines if "ack" in line]
     started = [line["start"] for line in lines if "start" in line]
@@ -129,7 +130,7 @@ def check_after_crash(rec, lines: list[dict]) -> dict:
         report["partial_batches"] = int(any(present) and not all(present))
     seen = {}
     for hit in rec.store.scroll("users", with_vectors=True):
-        p = hit.payload
+        p = unpack_user(hit.payload)
         report["duplicates"] += (len(p["event_keys"]) - len(set(p["event_keys"]))) + (len(p["seen"]) - len(set(p["seen"])))
         report["zero_vectors"] += int(np.linalg.norm(hit.vector) < 1e-6)
         for item in p["seen"]:

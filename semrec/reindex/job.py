@@ -30,7 +30,7 @@ from ..encoders import Encoder, ModelFingerprint, load_encoder
 from ..errors import ConfigError, SemrecError
 from ..profiles import UserProfile
 from ..recommender import Recommender, RecommenderConfig, fit_collaborative
-from ..schema import ERASING, ITEMS, USERS
+from ..schema import ERASING, ITEMS, USERS, unpack_user
 from ..store import point_id
 from ..store.edge import begin_rebuild, end_rebuild
 from ..store.qdrant import COLLECTION_PREFIX
@@ -336,7 +336,7 @@ def carried_profiles(target, version: str, live: str | None, store) -> list[User
         erased = store.erased(USERS)
     return [
         UserProfile.model_validate(p)
-        for p in target.read_profiles(live)
+        for p in map(unpack_user, target.read_profiles(live))
         if point_id("user", p["user_id"]) not in erased and not p.get(ERASING)
     ]
 
