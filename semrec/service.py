@@ -1,8 +1,13 @@
 """The HTTP service (`semrec serve`): events in, recommendations out, for other services.
 
-One `Recommender` per process, opened in the app's lifespan. Handlers are plain functions that
-FastAPI runs on its thread pool, so requests run concurrently; the Recommender's write path is
-what keeps concurrent writers correct (see `semrec.users.ProfileService`). An embedded store is
+One `Recommender` per process, opened in the app's lifespan. Writes, searches and catalog
+changes are plain functions that FastAPI runs on its thread pool, so requests run concurrently
+(the model and the waits of the group commit release the GIL); the Recommender's write path is
+what keeps concurrent writers correct (see `semrec.users.ProfileService`). Reads (recommendations,
+similar items, profiles) on the embedded store run on the event loop itself: the embedded
+engine holds the GIL for the whole call, so the thread pool would add its own cost (a third of
+a recommendation's) and no concurrency. On a Qdrant server they wait on the network, so they
+run on the thread pool there too. An embedded store is
 owned by one process: run one service process per store folder, or use a Qdrant server to run
 several.
 
@@ -19,7 +24,7 @@ import os
 import threading
 import time
 import uuid
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -35,6 +40,7 @@ from .errors import (
 )
 from .settings import Settings
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("semrec.access")
 
@@ -159,6 +165,7 @@ def create_app(settings: ServiceSettings | None = None, recommender: Any = None)
     fastapi = require("fastapi", "serve")
     from fastapi import Body, Depends, Query, Request
     from fastapi.responses import JSONResponse, Response
+    from starlette.concurrency import run_in_threadpool
 
     from .profiles import make_event
 
@@ -192,6 +199,15 @@ def create_app(settings: ServiceSettings | None = None, recommender: Any = None)
         if found is None:
             raise _HttpError(503, "not_ready", "The service is starting or stopping; try again shortly.")
         return found
+
+    async def read(work: Callable[[Any], T]) -> T:
+        """`work(recommender)` for a read: on the event loop on the embedded store (its engine
+        holds the GIL throughout: a thread buys nothing), on the thread pool on a Qdrant server
+        (the call waits on the network)."""
+        recommender = rec()
+        if recommender.store.kind == "edge":
+            return work(recommender)
+        return await run_in_threadpool(work, recommender)
 
     async def authorised(request: Request) -> None:
         if not settings.api_key:
@@ -297,9 +313,9 @@ def create_app(settings: ServiceSettings | None = None, recommender: Any = None)
         return {**counts, "results": results}
 
     @app.get("/users/{user_id}", tags=["users"], dependencies=guarded)
-    def get_user(user_id: str) -> dict[str, Any]:
+    async def get_user(user_id: str) -> dict[str, Any]:
         """The stored profile: history, every item seen, favourite categories and tags."""
-        profile = rec().profile(user_id)
+        profile = await read(lambda r: r.profile(user_id))
         if profile is None:
             raise _HttpError(404, "not_found", f"User {user_id!r} has no profile; POST /events for them first.")
         return profile.model_dump(exclude={"event_keys"})
@@ -314,7 +330,7 @@ def create_app(settings: ServiceSettings | None = None, recommender: Any = None)
         return {"erased": user_id}
 
     @app.get("/users/{user_id}/recommendations", tags=["recommendations"], dependencies=guarded)
-    def recommendations(
+    async def recommendations(
         user_id: str,
         k: int = Depends(k_param),
         filter: dict | None = Depends(filter_param),
@@ -325,14 +341,14 @@ def create_app(settings: ServiceSettings | None = None, recommender: Any = None)
     ) -> dict[str, Any]:
         """The top-k items for a user (unknown users get the most popular items); `negative`
         item ids are left out and their neighbours pushed down; `rules` boost, decay, pin, hide."""
-        results = rec().recommend(
+        results = await read(lambda r: r.recommend(
             user_id, k=k, filter=filter, exclude_seen=exclude_seen, diversity=diversity, negatives=negatives, rules=rules
-        )
+        ))
         return {"user_id": user_id, "results": _rows(results)}
 
     # items -------------------------------------------------------------------------------------
     @app.get("/items/{item_id}/similar", tags=["recommendations"], dependencies=guarded)
-    def similar(
+    async def similar(
         item_id: str,
         k: int = Depends(k_param),
         filter: dict | None = Depends(filter_param),
@@ -340,7 +356,8 @@ def create_app(settings: ServiceSettings | None = None, recommender: Any = None)
         rules: dict | None = Depends(rules_param),
     ) -> dict[str, Any]:
         """Items like this one."""
-        return {"item_id": item_id, "results": _rows(rec().similar(item_id, k=k, filter=filter, negatives=negatives, rules=rules))}
+        results = await read(lambda r: r.similar(item_id, k=k, filter=filter, negatives=negatives, rules=rules))
+        return {"item_id": item_id, "results": _rows(results)}
 
     @app.get("/search", tags=["recommendations"], dependencies=guarded)
     def search(

@@ -57,6 +57,9 @@ _SUMMARY_BATCH = 8
 #: After each background round (summaries, popularity), rest this many times as long as it took:
 #: background work then takes at most half of a core while requests run (more writes coalesce).
 _BACKGROUND_REST = 1.0
+#: Popularity rounds start at most this often (seconds): a round's engine calls cost about the
+#: same for one user as for hundreds, and popularity is one small term of the ranking.
+_POPULARITY_INTERVAL = 0.5
 #: In-process writers of different users run in parallel; one user's writers queue (lock striping).
 _USER_LOCK_STRIPES = 64
 #: The user fields the popularity bookkeeping reads (not the profile).
@@ -90,7 +93,9 @@ class ProfileService:
         #: Background updates: users whose summary was written but not yet encoded, and users
         #: whose newly seen items are not yet recounted (their pending marks are still set).
         self._summaries = _BackgroundQueue(self._encode_summaries, "semrec-summaries", "user summaries", rest=_BACKGROUND_REST)
-        self._popularity = _BackgroundQueue(self._settle_popularity, "semrec-popularity", "popularity recounts", rest=_BACKGROUND_REST)
+        self._popularity = _BackgroundQueue(
+            self._settle_popularity, "semrec-popularity", "popularity recounts", rest=_BACKGROUND_REST, interval=_POPULARITY_INTERVAL
+        )
 
     # writes ------------------------------------------------------------------------------------
     def record(self, events: list[Event], on_unknown: str) -> tuple[dict[str, UserProfile], list[str]]:
@@ -672,11 +677,16 @@ def _pools(profile: UserProfile, history: tuple[dict, dict], config: Recommender
 
 class _BackgroundQueue:
     """Users awaiting a background update (`work(user_ids)`), done in rounds on one thread
-    (started on first use). A user queued several times before their round is done once."""
+    (started on first use). A user queued several times before their round is done once.
+    After a round it rests `rest` times as long as the round took, and at least until
+    `interval` seconds have passed since the round started."""
 
-    def __init__(self, work: Callable[[list[str]], None], thread_name: str, what: str, rest: float = 0.0) -> None:
+    def __init__(
+        self, work: Callable[[list[str]], None], thread_name: str, what: str, rest: float = 0.0, interval: float = 0.0
+    ) -> None:
         self.work = work
         self.rest = rest
+        self.interval = interval
         self.thread_name = thread_name
         self.what = what
         self._waiting: dict[str, None] = {}
@@ -731,6 +741,8 @@ class _BackgroundQueue:
                 with self._changed:
                     self._busy = False
                     self._changed.notify_all()
-            if self.rest:  # give the cores back to requests for a while (more writes coalesce meanwhile)
+            took = time.perf_counter() - started
+            pause = max(took * self.rest, self.interval - took)
+            if pause > 0:  # give the cores back to requests for a while (more writes coalesce meanwhile)
                 with self._changed:
-                    self._changed.wait_for(lambda: self._closed, (time.perf_counter() - started) * self.rest)
+                    self._changed.wait_for(lambda: self._closed, pause)

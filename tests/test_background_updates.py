@@ -210,3 +210,27 @@ def test_the_service_reflects_an_event_in_the_next_recommendation(tmp_path, enco
             assert "summary_vector" not in client.get("/users/kim").json()
     finally:
         rec.close()
+
+
+def test_background_rounds_coalesce_users_and_keep_their_interval():
+    """Users queued while a round runs or rests are done together in the next round; rounds
+    start at least `interval` apart (popularity rounds cost about the same for one user as for
+    hundreds)."""
+    import time
+
+    from semrec.users import _BackgroundQueue
+
+    rounds: list[tuple[float, list[str]]] = []
+    queue = _BackgroundQueue(lambda users: rounds.append((time.monotonic(), users)), "test-queue", "test work", interval=0.05)
+    try:
+        for n in range(40):
+            queue.add([f"u{n % 10}"])
+            time.sleep(0.005)
+        assert queue.wait(timeout=30)
+    finally:
+        queue.close()
+    done = [u for _, users in rounds for u in users]
+    assert set(done) == {f"u{n}" for n in range(10)}
+    assert len(rounds) < 40  # coalesced
+    starts = [t for t, _ in rounds]
+    assert all(later - earlier >= 0.05 - 1e-3 for earlier, later in zip(starts, starts[1:]))
