@@ -237,6 +237,12 @@ class Recommender:
         (`background_updates=True`); False if `timeout` seconds passed first."""
         return self.profiles.wait_for_background(timeout)
 
+    def switch_pending(self) -> bool:
+        """Whether a blue-green re-index switched the embedded store since it was opened or last
+        refreshed (one `stat`; always False on a Qdrant server, whose aliases switch by themselves)."""
+        pending = getattr(self.store, "switch_pending", None)
+        return bool(pending is not None and pending())
+
     def refresh(self) -> bool:
         """Follow a blue-green re-index (`semrec reindex`): True when the store switched version.
 

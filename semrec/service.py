@@ -16,6 +16,7 @@ Example:
 """
 
 
+import asyncio
 import contextlib
 import hmac
 import json
@@ -62,6 +63,9 @@ class ServiceSettings(BaseModel):
         background_updates: True (default): an event is acknowledged once the profile is
             stored; summaries and popularity catch up on background threads (see
             `RecommenderConfig`).
+        refresh_every: seconds between checks (one `stat`) for a blue-green re-index of the
+            embedded store made by another process; the service then switches to the new
+            version (0: never; a Qdrant server's aliases switch by themselves).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -74,6 +78,7 @@ class ServiceSettings(BaseModel):
     device: str | None = None
     timeout: float = Field(Settings.model_fields["timeout"].default, gt=0)
     background_updates: bool = True
+    refresh_every: float = Field(1.0, ge=0)
 
 
 class EventIn(BaseModel):
@@ -172,17 +177,45 @@ def create_app(settings: ServiceSettings | None = None, recommender: Any = None)
     settings = settings or ServiceSettings()
     metrics = Metrics()
     state: dict[str, Any] = {"rec": recommender}
-    writes = _InFlight()
+    #: Requests that use the store from the thread pool (writes, searches): shutdown waits for
+    #: them, and a version switch holds new ones back until it is done.
+    gate = _Gate()
+
+    async def follow_switches(recommender) -> None:
+        """Follow a blue-green re-index of the embedded store made by another process (`semrec
+        reindex --rebuild`): requests on the thread pool finish and new ones wait, background
+        updates catch up, then the store switches on the event loop (so no read runs meanwhile)
+        and replays the events recorded for the new version during the rebuild."""
+        while True:
+            await asyncio.sleep(settings.refresh_every)
+            if not recommender.switch_pending():
+                continue
+            gate.close()
+            try:
+                await run_in_threadpool(gate.wait_drained, recommender)
+                if recommender.refresh():
+                    log.info("the service now serves store version %s", recommender.store.version)
+            except Exception:  # noqa: BLE001 - keep serving the version open; try again later
+                log.exception("could not follow the store's switch; still serving version %s", recommender.store.version)
+            finally:
+                gate.reopen()
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
         owned = state["rec"] is None
         if owned:
             state["rec"] = open_recommender(settings)
+        follower = None
+        if settings.refresh_every and state["rec"].store.kind == "edge":
+            follower = asyncio.create_task(follow_switches(state["rec"]))
         try:
             yield
         finally:
-            writes.wait_idle()  # graceful shutdown: in-flight writes finish before the store closes
+            if follower is not None:
+                follower.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await follower
+            gate.wait_idle()  # graceful shutdown: in-flight writes finish before the store closes
             if owned:
                 state["rec"].close()
             state["rec"] = None
@@ -275,7 +308,11 @@ def create_app(settings: ServiceSettings | None = None, recommender: Any = None)
         found = state["rec"]
         if found is None:
             return JSONResponse({"status": "starting"}, status_code=503)
-        return {"status": "ready", "store": found.store.kind, "items": found.n_items, "model": found.encoder.name}
+        with gate.held():
+            return {
+                "status": "ready", "store": found.store.kind, "version": getattr(found.store, "version", None),
+                "items": found.n_items, "model": found.encoder.name,
+            }
 
     @app.get("/metrics", tags=["health"], dependencies=guarded)
     def prometheus_metrics():
@@ -301,7 +338,7 @@ def create_app(settings: ServiceSettings | None = None, recommender: Any = None)
             except ConfigError as exc:
                 results[n] = {"status": "rejected", "reason": str(exc)}
         if valid:
-            with writes.held():
+            with gate.held():
                 report = rec().record_events(valid, on_unknown_item="skip")
             metrics.events.inc(report.events)
             for n, outcome in zip(where, report.outcomes):
@@ -323,7 +360,7 @@ def create_app(settings: ServiceSettings | None = None, recommender: Any = None)
     @app.delete("/users/{user_id}", tags=["users"], dependencies=guarded)
     def delete_user(user_id: str) -> dict[str, Any]:
         """Erase a user: profile, vector, history and their share of popularity."""
-        with writes.held():
+        with gate.held():
             erased = rec().forget_user(user_id)
         if not erased:
             raise _HttpError(404, "not_found", f"User {user_id!r} has no profile (nothing to erase).")
@@ -367,7 +404,8 @@ def create_app(settings: ServiceSettings | None = None, recommender: Any = None)
         rules: dict | None = Depends(rules_param),
     ) -> dict[str, Any]:
         """Items closest to a text."""
-        return {"q": q, "results": _rows(rec().search(q, k=k, filter=filter, rules=rules))}
+        with gate.held():
+            return {"q": q, "results": _rows(rec().search(q, k=k, filter=filter, rules=rules))}
 
     @app.put("/items", tags=["items"], dependencies=guarded)
     def put_items(body: ItemsIn) -> dict[str, Any]:
@@ -375,7 +413,7 @@ def create_app(settings: ServiceSettings | None = None, recommender: Any = None)
         with reasons, the good ones are indexed)."""
         import pandas as pd
 
-        with writes.held():
+        with gate.held():
             report = rec().index_items(pd.DataFrame(body.items))
         rejected = [{"row": r.row, "item_id": r.item_id, "reason": r.reason} for r in report.rejected]
         return {"indexed": report.indexed, "rejected": rejected}
@@ -383,7 +421,7 @@ def create_app(settings: ServiceSettings | None = None, recommender: Any = None)
     @app.delete("/items/{item_id}", tags=["items"], dependencies=guarded)
     def delete_item(item_id: str) -> dict[str, Any]:
         """Remove an item from the catalog."""
-        with writes.held():
+        with gate.held():
             deleted = rec().delete_items([item_id])
         if not deleted:
             raise _HttpError(404, "not_found", f"Item {item_id!r} is not in the catalog.")
@@ -497,16 +535,19 @@ def _version() -> str:
     return __version__
 
 
-class _InFlight:
-    """Counts writes in progress, so that shutdown waits for them to finish."""
+class _Gate:
+    """Requests in progress on the thread pool: shutdown waits for them to finish, and a version
+    switch closes the gate (new ones wait) until the running ones have finished."""
 
     def __init__(self) -> None:
         self._count = 0
+        self._closed = False
         self._idle = threading.Condition()
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
         with self._idle:
+            self._idle.wait_for(lambda: not self._closed)
             self._count += 1
         try:
             yield
@@ -514,6 +555,21 @@ class _InFlight:
             with self._idle:
                 self._count -= 1
                 self._idle.notify_all()
+
+    def close(self) -> None:
+        with self._idle:
+            self._closed = True
+
+    def wait_drained(self, recommender: Any) -> None:
+        """Wait (on a thread) until no request holds the gate and background updates caught up."""
+        with self._idle:
+            self._idle.wait_for(lambda: self._count == 0)
+        recommender.wait_for_background(timeout=60.0)
+
+    def reopen(self) -> None:
+        with self._idle:
+            self._closed = False
+            self._idle.notify_all()
 
     def wait_idle(self, timeout: float = 60.0) -> None:
         with self._idle:

@@ -152,7 +152,9 @@ class ProfileService:
                 for n in user_events:  # a retry after a lost race decides again
                     event = given[n]
                     added = profile.add(event, items[event.item_id].payload, config)
-                    outcomes[n] = "recorded" if added else "duplicate"
+                    # found in a retry after this call added it: the write reported lost landed
+                    # (a later write kept it), so it stays "recorded"
+                    outcomes[n] = "recorded" if added or outcomes[n] == "recorded" else "duplicate"
                     if added and event.kind in config.negative_kinds:
                         strength = profile.negatives.get(event.item_id, 0.0)
                         for other, similarity in near.get(event.item_id, []):
@@ -266,13 +268,18 @@ class ProfileService:
         if not self.store.has_collection(USERS):
             return
         self.schema.index_users()
+        notice = getattr(self.store, "take_erasure_notice", None)
+        if notice is not None and notice() and self.store.has_collection(ITEMS):
+            self.items.recount_popularity([h.payload["item_id"] for h in self.store.scroll(ITEMS)])
+        self._finish_pending()
+        # last: the background encoder rewrites these users (their pending marks are settled by now)
         stale = [h.payload["user_id"] for h in self.store.scroll(USERS, filter=Filter([Condition(SUMMARY_STALE, "nonempty")]))]
         if stale:
             log.info("encoding %d user summaries left unencoded", len(stale))
             self._summaries.add(stale)
-        notice = getattr(self.store, "take_erasure_notice", None)
-        if notice is not None and notice() and self.store.has_collection(ITEMS):
-            self.items.recount_popularity([h.payload["item_id"] for h in self.store.scroll(ITEMS)])
+
+    def _finish_pending(self) -> None:
+        """Recount the items of pending marks a crashed writer left, and finish its erasures."""
         unfinished = list(self.store.scroll(USERS, filter=Filter([Condition(PENDING, "nonempty")])))
         if not unfinished:
             return
@@ -575,15 +582,19 @@ class ProfileService:
     def _clear_pending_of(self, hits: list[Hit]) -> list[str]:
         """Drop the pending marks of these user points, each only if its revision is still the
         one in the hit; returns the users written meanwhile, whose marks stay. The revision
-        changes too, so a writer that read the marks before cannot write them back."""
+        changes too, so a writer that read the marks before cannot write them back. The users'
+        locks are held, so a writer of this process never finds its revision replaced between
+        its write and its check that the write landed."""
         done = [h for h in hits if h.payload.get(PENDING)]
         if not done:
             return []
         only_if = _same_revision([_revision(h) for h in done])
         token = _new_revision()
-        self.store.set_payload(USERS, [h.id for h in done], {PENDING: [], REVISION: token}, only_if=only_if)
-        self.forget_cached([h.payload["user_id"] for h in done])
-        after = self.store.retrieve(USERS, [h.id for h in done], with_payload=["user_id", REVISION, PENDING])
+        users = [h.payload["user_id"] for h in done]
+        with self._locked_users(users):
+            self.store.set_payload(USERS, [h.id for h in done], {PENDING: [], REVISION: token}, only_if=only_if)
+            self.forget_cached(users)
+            after = self.store.retrieve(USERS, [h.id for h in done], with_payload=["user_id", REVISION, PENDING])
         return [h.payload["user_id"] for h in after if h.payload.get(PENDING) and _revision(h) != token]
 
     def _finish_erasure(self, user_ids: list[str], items: list[str]) -> None:

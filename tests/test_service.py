@@ -219,3 +219,48 @@ def test_the_service_leaves_a_core_for_requests_when_it_encodes_in_the_backgroun
     assert model_threads(ServiceSettings(store="s")) == 1  # never zero
     monkeypatch.setenv("SEMREC_NUM_THREADS", "2")
     assert model_threads(ServiceSettings(store="s")) == 2  # an explicit setting wins
+
+
+def test_the_service_follows_a_rebuild_made_by_another_process(tmp_path, catalog, encoder):
+    """`semrec reindex --rebuild` in another process switches the embedded store; the service
+    follows it by itself, and every event posted before, during and after the rebuild is in the
+    version it then serves."""
+    import time
+
+    from semrec import Recommender, RecommenderConfig
+    from semrec.reindex import reindex
+
+    from test_rebuild_and_erasure import start_rebuild
+
+    store = tmp_path / "store"
+    reindex(catalog, store, encoder=encoder, batch_size=64)
+    items = list(catalog.item_id)
+    sent: dict[str, set[str]] = defaultdict(set)
+
+    def post(user: str, item: str, ts: float) -> None:
+        answer = client.post("/events", json={"user_id": user, "item_id": item, "ts": ts}).json()
+        assert answer["recorded"] == 1, answer
+        sent[user].add(item)
+
+    config = RecommenderConfig(background_updates=True)
+    with Recommender.open(store, encoder=encoder, config=config) as rec, \
+            TestClient(create_app(ServiceSettings(refresh_every=0.05), recommender=rec)) as client:
+        assert client.get("/readyz").json()["version"] == "v0001"
+        child = start_rebuild(tmp_path, encoder, catalog, store, delay=0.15)
+        n = 0
+        while child.poll() is None or n < 10:
+            post(f"u{n % 7}", items[(n * 31) % len(items)], 1_700_000_000 + n)
+            n += 1
+        assert child.returncode == 0
+        for m in range(5):  # right after the switch, before or while the service follows it
+            post(f"late{m}", items[m], 1_750_000_000 + m)
+        for _ in range(1200):
+            if client.get("/readyz").json()["version"] == "v0002":
+                break
+            time.sleep(0.05)
+        assert client.get("/readyz").json()["version"] == "v0002"
+        for user, items_sent in sent.items():
+            assert items_sent <= set(client.get(f"/users/{user}").json()["seen"]), user
+            shown = {r["item_id"] for r in client.get(f"/users/{user}/recommendations", params={"k": 10}).json()["results"]}
+            assert not items_sent & shown, user
+        assert sum(len(s) for s in sent.values()) > 15

@@ -15,7 +15,8 @@ import pytest
 from qdrant_client import QdrantClient
 
 from semrec import Recommender
-from semrec.profiles import event_key
+from semrec.profiles import event_key, make_event
+from semrec.schema import REVISION, USERS
 
 
 def check_consistent(rec: Recommender, sent: dict[str, set[tuple[str, float]]]) -> None:
@@ -175,3 +176,37 @@ def test_forget_user_recounts_popularity(shop):
     assert shop.profile("a") is None and shop.forget_user("a") is False
     assert shop.item("el-001")["popularity"] == 1
     assert "a" not in shop.user_ids()
+
+
+class RevisionReplacingStore:
+    """The real store, except that right after the first write of user points it replaces their
+    revision, as another process (its popularity clear or summary encoder) can between a
+    writer's write and its check that the write landed."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.replaced = False
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def upsert(self, name, ids, *args, **kwargs):
+        self.inner.upsert(name, ids, *args, **kwargs)
+        if name == USERS and not self.replaced:
+            self.replaced = True
+            self.inner.set_payload(USERS, list(ids), {REVISION: "another-writer"})
+
+
+def test_a_write_reported_lost_that_landed_is_still_recorded(encoder, catalog, tmp_path):
+    """The writer finds another revision than its own and retries: the retry finds its events
+    stored, and reports them "recorded" (not "duplicate"), each stored once."""
+    with Recommender.open(tmp_path / "s", encoder=encoder) as owner:
+        owner.index_items(catalog)
+        owner.record("u1", "el-001", ts=1)
+        rec = Recommender(RevisionReplacingStore(owner.store), encoder)
+        report = rec.record_events([make_event("u1", "ki-001", "view", 2, 1.0), make_event("u1", "ga-001", "view", 3, 1.0)])
+        assert rec.store.replaced and rec.write_conflicts == 1
+        assert report.outcomes == ["recorded", "recorded"]
+        profile = rec.profile("u1")
+        assert profile.seen == ["el-001", "ki-001", "ga-001"] and profile.events == 3
+        assert rec.record_events([make_event("u1", "ki-001", "view", 2, 1.0)]).outcomes == ["duplicate"]

@@ -91,6 +91,11 @@ class EdgeStore:
             _finish_rewrite(self.path / name)
         self._apply_erasures()
 
+    def switch_pending(self) -> bool:
+        """Whether `CURRENT` changed since this store last followed it (one `stat`): `refresh()`
+        then has a switch to follow."""
+        return _stamp(self.root / POINTER_FILE) != self._pointer_stamp
+
     def refresh(self) -> bool:
         """Follow a blue-green switch: reopen on the version `CURRENT` now names.
 
