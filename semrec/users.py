@@ -392,9 +392,9 @@ class ProfileService:
                         batch[uid] = (profile, hit, profile.seen[before:])
                 lost = self._write_profiles(batch)
                 for uid, (profile, hit, new_items) in batch.items():
-                    # a write reported lost may still have landed (a store whose conditional
-                    # writes are not atomic across threads, as qdrant-client's local mode): its
-                    # items are recounted too; a count is idempotent
+                    # a write reported lost may still have landed (another process replaced
+                    # its revision before the check): its items are recounted too; a count is
+                    # idempotent
                     recount.update(new_items, hit.payload.get(PENDING, []) if hit else [])
                     if uid not in lost:
                         written[uid] = profile

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import weakref
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -33,6 +35,33 @@ _SCHEMAS = {
 }
 
 
+class _Serialised:
+    """A local-mode client whose calls run one at a time. Local mode is plain Python over shared
+    arrays that an upsert may reallocate, so concurrent calls can fail (an IndexError seen from
+    a read during another thread's upsert); one lock per client, shared by every store on it,
+    makes each call, and so each conditional write, atomic, as on a server."""
+
+    _locks: "weakref.WeakKeyDictionary[QdrantClient, threading.RLock]" = weakref.WeakKeyDictionary()
+    _guard = threading.Lock()
+
+    def __init__(self, client: "QdrantClient | _Serialised") -> None:
+        self.inner = client.inner if isinstance(client, _Serialised) else client
+        client = self.inner
+        with self._guard:
+            self._lock = self._locks.setdefault(client, threading.RLock())
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self.inner, name)
+        if not callable(attribute):
+            return attribute
+
+        def serialised(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return attribute(*args, **kwargs)
+
+        return serialised
+
+
 class QdrantStore:
     """Collections `<prefix>_<name>` on a Qdrant server (or in qdrant-client's local mode).
 
@@ -60,9 +89,9 @@ class QdrantStore:
                 client = QdrantClient(url=url, api_key=api_key, timeout=timeout)
             else:
                 client = QdrantClient(path=url)  # local mode on disk (tests only)
-        self.client = client
         #: qdrant-client's local mode is brute force and has no payload indexes (tests only).
         self.local = not url.startswith(("http://", "https://"))
+        self.client = _Serialised(client) if self.local else client
         self.prefix = prefix
         #: None: collections by their live names `<prefix>_<name>` (aliases after a blue-green
         #: re-index); a version id: that version's own collections `<prefix>_<name>_<version>`.
