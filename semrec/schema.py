@@ -73,7 +73,7 @@ def pack_user(payload: dict[str, Any]) -> dict[str, Any]:
     """A user payload as stored: its fields (a profile's `model_dump()` plus state keys) with
     the profile's own fields but `user_id` and `seen` folded into one JSON text (PROFILE)."""
     stored = {k: v for k, v in payload.items() if k in _USER_FIELDS}
-    stored[PROFILE] = json.dumps({k: v for k, v in payload.items() if k not in _USER_FIELDS and k != PROFILE}, ensure_ascii=False)
+    stored[PROFILE] = json.dumps({k: v for k, v in payload.items() if k not in _USER_FIELDS}, ensure_ascii=False)
     return stored
 
 

@@ -192,7 +192,8 @@ def create_app(settings: ServiceSettings | None = None, recommender: Any = None)
                 continue
             gate.close()
             try:
-                await run_in_threadpool(gate.wait_drained, recommender)
+                await run_in_threadpool(gate.wait_idle, None)
+                await run_in_threadpool(recommender.wait_for_background, 60.0)
                 if recommender.refresh():
                     log.info("the service now serves store version %s", recommender.store.version)
             except Exception:  # noqa: BLE001 - keep serving the version open; try again later
@@ -560,17 +561,12 @@ class _Gate:
         with self._idle:
             self._closed = True
 
-    def wait_drained(self, recommender: Any) -> None:
-        """Wait (on a thread) until no request holds the gate and background updates caught up."""
-        with self._idle:
-            self._idle.wait_for(lambda: self._count == 0)
-        recommender.wait_for_background(timeout=60.0)
-
     def reopen(self) -> None:
         with self._idle:
             self._closed = False
             self._idle.notify_all()
 
-    def wait_idle(self, timeout: float = 60.0) -> None:
+    def wait_idle(self, timeout: float | None = 60.0) -> None:
+        """Wait until no request holds the gate (`timeout` None: as long as that takes)."""
         with self._idle:
             self._idle.wait_for(lambda: self._count == 0, timeout)
